@@ -1,0 +1,60 @@
+"""The values that flow out of the tracker: states, events and per-frame results.
+
+These are plain frozen dataclasses so that the node, the offline evaluator and tests all see the
+same thing; the ROS layer converts them to messages one-to-one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class TrackState(enum.IntEnum):
+    """Where the tracker is; the integer values are the ones carried in messages."""
+
+    IDLE = 0        # no command: nothing to track
+    GROUNDING = 1   # a command arrived; looking for the described target in the frame
+    TRACKING = 2    # the target is held by the local tracker
+    LOST = 3        # the local tracker no longer holds the target (hysteresis passed)
+    SEARCHING = 4   # global retrieval over the whole frame is running
+    REFOUND = 5     # retrieval found the target again; back to tracking on the next frame
+    GONE = 6        # searched longer than the limit; reported once, search continues at low rate
+
+
+class EventKind(enum.IntEnum):
+    """What happened; the integer values are the ones carried in messages."""
+
+    COMMAND_ACCEPTED = 0
+    COMMAND_REJECTED = 1
+    ACQUIRED = 2
+    LOST = 3
+    REFOUND = 4
+    NOT_FOUND = 5   # searched for longer than the limit without finding the target
+    STOPPED = 6     # an empty command ended the track
+    ERROR = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackEvent:
+    """One transition worth telling a robot about."""
+
+    kind: EventKind
+    stamp: float                    # seconds, the stamp of the frame that caused it
+    track_id: int
+    reason: str = ''
+    box_xywh: tuple[float, float, float, float] | None = None
+    score: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackResult:
+    """The tracker's answer for one frame."""
+
+    stamp: float
+    track_id: int
+    text: str
+    state: TrackState
+    box_xywh: tuple[float, float, float, float] | None  # pixels of the input frame; None if none
+    score: float                                          # confidence of the box, 0..1
+    events: tuple[TrackEvent, ...] = ()
+    timing_ms: dict[str, float] = dataclasses.field(default_factory=dict)
