@@ -1,0 +1,85 @@
+"""Options shared by ``track`` and ``eval``: which tracker to build, with or without recovery."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from nl_tracker_ros.config import from_dict, load_yaml
+from nl_tracker_ros.errors import ConfigError
+
+RECOVERY_UNAVAILABLE = 'recovery not available in this build'
+
+
+def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config, --recovery-config, --preset, --weights, --device."""
+    g = parser.add_argument_group('tracker')
+    g.add_argument('--config', metavar='YAML',
+                   help='tracker settings: a ROS params file such as config/tracker.yaml, or a '
+                        'mapping with a "tracker:" section (TrackerConfig fields)')
+    g.add_argument('--recovery-config', metavar='YAML',
+                   help='lost/re-found settings (RecoveryConfig), e.g. config/recovery.yaml')
+    g.add_argument('--preset', help='model preset, overrides the config')
+    g.add_argument('--weights', help='weights file, overrides the config')
+    g.add_argument('--device', help="'cpu', 'cuda', 'cuda:1' or 'auto'")
+
+
+def tracker_config(args: argparse.Namespace):
+    """TrackerConfig from --config plus the command-line overrides."""
+    from nl_tracker_ros.tracker import TrackerConfig
+
+    cfg = TrackerConfig()
+    if args.config:
+        data = load_yaml(args.config)
+        if any(isinstance(v, dict) and 'ros__parameters' in v for v in data.values()):
+            from nl_tracker_ros.ros.params import read_params_file
+            cfg = read_params_file(args.config)[1]
+        else:
+            cfg = from_dict(TrackerConfig, data.get('tracker', data), 'tracker')
+    over = {k: getattr(args, k) for k in ('preset', 'weights', 'device')
+            if getattr(args, k, None)}
+    if over:
+        cfg = dataclasses.replace(cfg, **over)
+    return cfg
+
+
+def recovery_config(args: argparse.Namespace):
+    """RecoveryConfig from --recovery-config (dataclass defaults without it)."""
+    try:
+        from nl_tracker_ros.recovery.config import RecoveryConfig
+    except ImportError:
+        raise ConfigError(RECOVERY_UNAVAILABLE) from None
+    path = getattr(args, 'recovery_config', None)
+    if not path:
+        return RecoveryConfig()
+    data = load_yaml(path)
+    return from_dict(RecoveryConfig, data.get('recovery', data), 'recovery')
+
+
+def make_tracker(args: argparse.Namespace, recovery: bool):
+    """Build the tracker of ``args`` with the lost/re-found handling on or off.
+
+    Uses a ``recovery`` field of TrackerConfig when the tracker has one; otherwise builds the
+    recovery policy and hands it to ``build_tracker``.
+    """
+    from nl_tracker_ros import tracker as trk
+
+    cfg = tracker_config(args)
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    if 'recovery' in fields:
+        rec = cfg.recovery
+        if getattr(args, 'recovery_config', None):
+            rec = recovery_config(args)
+        cfg = dataclasses.replace(cfg, recovery=dataclasses.replace(rec, enabled=recovery))
+        return trk.build_tracker(cfg, args.device)
+    if not recovery:
+        return trk.build_tracker(cfg, args.device)
+    try:
+        from nl_tracker_ros.model.config import get_preset
+        from nl_tracker_ros.recovery.policy import build_policy
+    except ImportError:
+        raise ConfigError(RECOVERY_UNAVAILABLE) from None
+    rec = dataclasses.replace(recovery_config(args), enabled=True)
+    dim = get_preset(cfg.preset).dim
+    device = trk.resolve_device(args.device or cfg.device)
+    policy = build_policy(rec, dim, dim, device)
+    return trk.build_tracker(cfg, str(device), recovery=policy)

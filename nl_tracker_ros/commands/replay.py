@@ -1,0 +1,111 @@
+"""``nl-tracker replay``: play bags through the running tracker node over ROS 2 and score it."""
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+HELP = 'Replay bags through the tracker node over ROS 2 and score its answers; JSON, plots.'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``nl-tracker replay``."""
+    from nl_tracker_ros.commands._tracking import add_tracker_arguments
+
+    parser.add_argument('bags', nargs='+', help='rosbag2 recordings with ground truth')
+    parser.add_argument('--out', metavar='DIR', default='runs/replay',
+                        help='report folder (default runs/replay)')
+    parser.add_argument('--json', metavar='OUT', help='JSON report path (default OUT/report.json)')
+    parser.add_argument('--mode', choices=('deterministic', 'realtime'), default='deterministic',
+                        help='deterministic: wait for each answer, no frame dropped (default); '
+                             'realtime: recorded pace, dropped frames count as failures')
+    parser.add_argument('--rate', type=float, default=1.0, help='realtime playback speed')
+    parser.add_argument('--recovery', choices=('on', 'off', 'both'),
+                        help="lost/re-found handling of the launched node; 'both' replays "
+                             "with and without it (default: the node's own setting)")
+    parser.add_argument('--no-launch', action='store_true',
+                        help='use a tracker node that is already running instead of starting one')
+    parser.add_argument('--namespace', default='', help='namespace of the node topics')
+    parser.add_argument('--timeout', type=float, default=30.0,
+                        help='deterministic: seconds to wait for one answer (default 30)')
+    parser.add_argument('--convention', choices=('pytracking', 'tnl2k'), default='pytracking')
+    parser.add_argument('--worst', type=int, default=3, metavar='K',
+                        help='overlay videos of the K worst sequences (default 3)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_tracker_arguments(parser)
+
+
+def _node_params_file(args, setting: str | None, path: pathlib.Path) -> pathlib.Path:
+    """Write the tracker settings of ``args`` as a ROS params file for the launched node."""
+    import dataclasses
+
+    import yaml
+
+    from nl_tracker_ros.commands._tracking import (RECOVERY_UNAVAILABLE, recovery_config,
+                                                   tracker_config)
+    from nl_tracker_ros.config import to_dict
+    from nl_tracker_ros.errors import ConfigError
+
+    cfg = tracker_config(args)
+    params: dict = {}
+    if 'recovery' in {f.name for f in dataclasses.fields(cfg)}:
+        if setting is not None:
+            cfg = dataclasses.replace(cfg, recovery=dataclasses.replace(
+                cfg.recovery, enabled=setting == 'on'))
+    elif setting is not None or args.recovery_config:
+        try:
+            rec = recovery_config(args)
+        except ConfigError:
+            raise ConfigError(f'--recovery {setting}: {RECOVERY_UNAVAILABLE}') from None
+        if setting is not None:
+            rec = dataclasses.replace(rec, enabled=setting == 'on')
+        params['recovery'] = to_dict(rec)
+    params = {'tracker': to_dict(cfg), **params}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}, sort_keys=False),
+                    encoding='utf-8')
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Launch the node (unless --no-launch), replay every bag, write the report."""
+    from nl_tracker_ros.bags import read_sequence
+    from nl_tracker_ros.errors import InputError
+    from nl_tracker_ros.evaluation import EvalConfig, summarize, write_results
+    from nl_tracker_ros.report import write_report
+    from nl_tracker_ros.ros.replay import ReplayConfig, replay_sequences
+
+    config = EvalConfig(convention=args.convention)
+    replay_cfg = ReplayConfig(mode=args.mode, rate=args.rate, reply_timeout_s=args.timeout)
+    sequences, skipped = [], []
+    for p in args.bags:
+        try:
+            seq = read_sequence(p)
+            if not seq.has_truth:
+                raise InputError(f'bag {p}: no ground-truth topic (TrackedTarget) to score')
+            sequences.append(seq)
+        except (InputError, OSError) as exc:
+            skipped.append((pathlib.Path(p).name, str(exc)))
+            print(f'skipped {p}: {exc}')
+    if not sequences:
+        raise InputError(f'nothing to replay in {", ".join(args.bags)}')
+    settings = {'both': ('on', 'off'), None: (None,)}.get(args.recovery, (args.recovery,))
+    out = pathlib.Path(args.out)
+    results, runs = {}, {}
+    for setting in settings:
+        name = 'node' if setting is None else f'recovery-{setting}'
+        params_file = None
+        if not args.no_launch:
+            params_file = _node_params_file(args, setting, out / f'node_params_{name}.yaml')
+        done, failed = replay_sequences(
+            sequences, replay_cfg, params_file=params_file, namespace=args.namespace,
+            launch=not args.no_launch, progress=not args.no_progress, desc=name)
+        for r in done:
+            write_results(r, out / 'results' / name)
+        runs[name] = done
+        results[name] = summarize(done, config, skipped + failed)
+    report, paths, text = write_report(out, results, runs, config, worst=args.worst,
+                                       json_path=args.json, extra={'replay_mode': args.mode})
+    for seq in sequences:     # bags keep their files open for load_frame
+        getattr(seq, 'close', lambda: None)()
+    print(text)
+    return 0 if results[next(iter(results))]['sequences_scored'] else 1

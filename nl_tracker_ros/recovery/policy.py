@@ -1,0 +1,103 @@
+"""``RecoveryPolicy``: the state machine + ``Recovery``, shaped as the Tracker's recovery seam.
+
+It implements the ``begin`` / ``step`` protocol of ``nl_tracker_ros.tracker.Recovery``::
+
+    policy = build_policy(recovery_config, model_config.dim, model_config.dim, device)
+    tracker = build_tracker(tracker_config, device, recovery=policy)
+
+Per frame it asks the state machine which model step to run (``tracker.local_step`` around the
+last confident box, ``tracker.global_step`` on the whole frame, or none), turns the HeadOutput
+into evidence with ``Recovery``, advances the state machine, and returns a ``Decision``: the
+box is reported only while the target is held, the search centre moves only on confident
+frames, and the template is re-encoded on ACQUIRED / REFOUND.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from nl_tracker_ros import state_machine as sm
+from nl_tracker_ros.recovery.config import RecoveryConfig
+from nl_tracker_ros.recovery.switch import Recovery, Region, build_recovery
+from nl_tracker_ros.track_types import EventKind, TrackState
+
+
+class RecoveryPolicy:
+    """Lost/re-found handling for one Tracker: ``begin`` per command, ``step`` per frame."""
+
+    def __init__(self, recovery: Recovery, config: sm.StateMachineConfig):
+        self.recovery = recovery
+        self.config = config
+        self.state = TrackState.IDLE
+        self.counters = sm.Counters()
+        self._pending: tuple = ()      # ACQUIRED of a command with a box, sent with its frame
+        self._started = False          # description handed to Recovery
+        self._new_template = False     # template re-encoded: refresh the selector's guide
+
+    def begin(self, track_id: int, text: str, stamp: float, box_xywh=None) -> None:
+        """Start a track (``text`` non-empty) or stop (``''``); command events stay with the
+        Tracker."""
+        prev = dataclasses.replace(self.counters, track_id=track_id - 1)
+        if not text.strip():
+            prev = dataclasses.replace(self.counters, track_id=track_id)
+        self.state, self.counters, events = sm.command(self.state, prev, text, stamp, box_xywh)
+        self._pending = tuple(e for e in events if e.kind == EventKind.ACQUIRED)
+        self._started = False
+        self._new_template = False
+        self.recovery.reset()
+
+    def step(self, tracker, image: np.ndarray, stamp: float):
+        """Run this frame's model step and decide state, box and search centre."""
+        from nl_tracker_ros.tracker import Decision   # the Tracker owns its Decision type
+        if not self._started:
+            self.recovery.start(tracker.text_features, tracker.template_tokens)
+            self._started = True
+        elif self._new_template:
+            self.recovery.set_template(tracker.template_tokens)
+        self._new_template = False
+        h, w = image.shape[:2]
+        c = self.counters
+        mode = sm.plan(self.state, c, stamp, self.config)
+        result = None
+        if mode == sm.Mode.LOCAL:
+            s = tracker.local_step(image, c.box_xywh or tracker.search_box_xywh)
+            result = self.recovery.local(s.head, Region.from_geometry(s.geometry))
+        elif mode == sm.Mode.GLOBAL:
+            s = tracker.global_step(image)
+            size = c.box_xywh[2:] if c.box_xywh is not None else None
+            result = self.recovery.search(s.head, Region.from_geometry(s.geometry), (w, h),
+                                          size)
+        evidence = sm.Evidence(ran=False) if result is None else result.evidence()
+        if evidence.box_xywh is not None:
+            evidence = dataclasses.replace(evidence, box_xywh=_clip(evidence.box_xywh, w, h))
+        prev = self.state
+        self.state, self.counters, events = sm.step(prev, c, evidence, stamp, self.config)
+        events = tuple(dataclasses.replace(e, stamp=stamp) for e in self._pending) + events
+        self._pending = ()
+        box, score = sm.reported(self.state, evidence)
+        found = any(e.kind in (EventKind.ACQUIRED, EventKind.REFOUND) for e in events)
+        template = self.counters.box_xywh if found and mode == sm.Mode.GLOBAL else None
+        self._new_template = template is not None
+        # weak or lost frames move nothing: no new search centre, no temporal clue from them
+        sure = self.state in (TrackState.TRACKING, TrackState.REFOUND) and self.counters.weak == 0
+        return Decision(self.state, box, score, events,
+                        self.counters.box_xywh if sure else None, template)
+
+
+def _clip(box, width: int, height: int, min_size: float = 1.0):
+    x, y, w, h = (float(v) for v in box)
+    x1, y1 = min(max(0.0, x), width - min_size), min(max(0.0, y), height - min_size)
+    x2, y2 = min(max(x1 + min_size, x + w), width), min(max(y1 + min_size, y + h), height)
+    return (x1, y1, x2 - x1, y2 - y1)
+
+
+def build_policy(config: RecoveryConfig, feat_dim: int, text_dim: int,
+                 device: str | torch.device = 'cpu', random_init: bool = False
+                 ) -> RecoveryPolicy | None:
+    """The Tracker's recovery object, or None when ``config.enabled`` is false (plain tracker)."""
+    if not config.enabled:
+        return None
+    rec = build_recovery(config, feat_dim, text_dim, device, random_init)
+    return RecoveryPolicy(rec, config.states)

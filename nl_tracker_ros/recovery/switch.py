@@ -1,0 +1,288 @@
+"""``Recovery``: turns the joint model's outputs into evidence for the state machine.
+
+Wiring (done by ``policy.RecoveryPolicy``, which implements the Tracker's ``begin``/``step``
+recovery protocol; use ``policy.build_policy`` and pass it to ``build_tracker``)::
+
+    rec = build_recovery(config, feat_dim=model_config.dim, text_dim=model_config.dim)
+    rec.start(text_features, template_tokens)         # once per command
+    rec.set_template(template_tokens)                 # after every ACQUIRED / REFOUND
+    # per frame, as state_machine.plan says:
+    res = rec.local(head, Region.from_geometry(step.geometry))        # Mode.LOCAL
+    res = rec.search(head, Region.from_geometry(step.geometry), (W, H),
+                     target_size=last_box[2:])                         # Mode.GLOBAL
+    state, counters, events = state_machine.step(state, counters, res.evidence(), stamp, cfg)
+
+``head`` is the HeadOutput of ``model.track`` (local) or ``model.ground`` on the whole frame
+(global). ``Region(x0, y0, w, h)`` is the part of the frame, in frame pixels, that the model input
+covers (the search crop, which may stick out of the frame, or the letterboxed frame); all boxes
+in and out are frame pixels, xywh.
+
+Scores: each candidate's score is ``heatmap_weight * heatmap confidence + (1 - heatmap_weight) *
+max(0, AdaRS cosine)``; the best-scoring candidate wins. Without trained switch weights the score
+is the heatmap confidence alone and the global search uses the grounding proposals only (an
+untrained selector would pick random windows).
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from nl_tracker_ros.boxes import iou_xywh
+from nl_tracker_ros.errors import CheckpointError, InputError
+from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
+from nl_tracker_ros.recovery.config import RecoveryConfig
+from nl_tracker_ros.recovery.proposals import Proposals, corner_proposals
+from nl_tracker_ros.recovery.tsr import GuidedSelector, TargetSpecificRetrieval
+from nl_tracker_ros.state_machine import Evidence
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """The part of the frame (pixels, may extend past its border) that a model input covers."""
+
+    x0: float
+    y0: float
+    width: float
+    height: float
+
+    @classmethod
+    def from_geometry(cls, geometry) -> 'Region':
+        """Region of a ``preprocessing.CropGeometry`` (``crop = (frame - offset) * scale``)."""
+        g = geometry
+        return cls(g.offset_x, g.offset_y, g.width / g.scale_x, g.height / g.scale_y)
+
+    def to_frame(self, boxes_cxcywh: np.ndarray) -> np.ndarray:
+        """Normalised boxes (n, 4) cxcywh of the input -> frame pixels xywh (n, 4)."""
+        b = np.asarray(boxes_cxcywh, dtype=np.float64).reshape(-1, 4)
+        s = np.array([self.width, self.height, self.width, self.height])
+        c = b * s
+        return np.concatenate([c[:, :2] - c[:, 2:] / 2 + (self.x0, self.y0), c[:, 2:]], 1)
+
+    def to_input(self, boxes_xywh: np.ndarray) -> np.ndarray:
+        """Frame pixels xywh (n, 4) -> normalised cxcywh (n, 4) of the input."""
+        b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+        s = np.array([self.width, self.height, self.width, self.height])
+        c = np.concatenate([b[:, :2] + b[:, 2:] / 2 - (self.x0, self.y0), b[:, 2:]], 1)
+        return c / s
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalResult:
+    """Evidence from the local tracker's proposals on one frame."""
+
+    box_xywh: tuple[float, float, float, float] | None
+    score: float                 # 0..1, what the state machine thresholds
+    similarity: float            # AdaRS cosine of the chosen proposal (nan without a switch)
+    heatmap_conf: float          # corner-heatmap confidence of the chosen proposal
+    proposals_xywh: np.ndarray   # (k, 4) valid proposals, ranked by heatmap score
+    similarities: np.ndarray     # (k,) AdaRS cosine per proposal (nan without a switch)
+
+    def evidence(self) -> Evidence:
+        """Evidence for ``state_machine.step``."""
+        return Evidence(self.score, self.box_xywh)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalResult:
+    """Evidence from one whole-frame search."""
+
+    box_xywh: tuple[float, float, float, float] | None
+    score: float
+    similarity: float
+    heatmap_conf: float
+    source: str                  # 'grounding' (the model's proposals) or 'windows' (TSR)
+    windows_xywh: np.ndarray     # (k, 4) the selector's top windows ((0, 4) if not run)
+
+    def evidence(self) -> Evidence:
+        """Evidence for ``state_machine.step``."""
+        return Evidence(self.score, self.box_xywh)
+
+
+class Recovery:
+    """Proposals + switch + retrieval for one tracker; see the module docstring for the calls."""
+
+    def __init__(self, config: RecoveryConfig, switch: AdaptiveRetrievalSwitch | None = None,
+                 retrieval: TargetSpecificRetrieval | None = None,
+                 device: str | torch.device = 'cpu'):
+        self.config = config
+        self.device = torch.device(device)
+        self.switch = switch.to(self.device).eval() if switch is not None else None
+        self.retrieval = retrieval.to(self.device).eval() if retrieval is not None else None
+        self._text_emb = None      # (1, dim) description embedding of the switch
+        self._text = None          # (tokens, pad) kept for the selector's guide
+        self._guide = None         # (1, dim) selector guide vector
+
+    @property
+    def uses_switch(self) -> bool:
+        """True when AdaRS scores the proposals (trained weights loaded)."""
+        return self.switch is not None
+
+    def reset(self) -> None:
+        """Forget the description and template (tracker reset or empty command)."""
+        self._text_emb = self._text = self._guide = None
+
+    @torch.inference_mode()
+    def start(self, text, template_tokens: torch.Tensor | None = None) -> None:
+        """Cache the description (``TextFeatures``: tokens (1, L, D), pad_mask (1, L))."""
+        tokens = text.tokens[:1].to(self.device).float()    # the model may run in fp16
+        pad = text.pad_mask[:1].to(self.device).bool() if text.pad_mask is not None else None
+        self._text = (tokens, pad)
+        if self.switch is not None:
+            self._text_emb = self.switch.embed_text(tokens, pad)[0]
+        self.set_template(template_tokens)
+
+    @torch.inference_mode()
+    def set_template(self, template_tokens: torch.Tensor | None) -> None:
+        """Refresh the selector's guide after a (re-)acquisition; tokens (1, Nt, D) or None."""
+        if self.retrieval is None or self.switch is None or self._text is None:
+            return
+        t = None if template_tokens is None else template_tokens[:1].to(self.device).float()
+        self._guide = self.retrieval.selector.guide_vector(self._text[0], self._text[1], t)
+
+    def _require_text(self):
+        if self.switch is not None and self._text_emb is None:
+            raise InputError('recovery: no description; call start(text_features) first')
+
+    def _score(self, head, boxes: torch.Tensor, conf: torch.Tensor, valid: torch.Tensor):
+        """Similarities and combined scores of candidate boxes (1, K, 4)."""
+        w = self.config.switch.heatmap_weight
+        if self.switch is None:
+            sims = torch.full_like(conf, float('nan'))
+            score = conf
+        else:
+            sims, _ = self.switch(head.features[:1].to(self.device).float(), boxes,
+                                  self._text_emb)
+            score = w * conf + (1 - w) * sims.clamp(0, 1)
+        return sims, score.masked_fill(~valid, -1.0)
+
+    def _proposals(self, head) -> Proposals:
+        c = self.config.proposals
+        return corner_proposals(head.heatmap_tl[:1].to(self.device),
+                                head.heatmap_br[:1].to(self.device), c.top_k, c.peaks,
+                                c.peak_window, c.min_peak_mass, c.pair_consistency, c.nms_iou,
+                                c.min_size)
+
+    @torch.inference_mode()
+    def local(self, head, region: Region) -> LocalResult:
+        """Score the local tracker's top-k proposals; ``head`` is ``model.track``'s HeadOutput."""
+        self._require_text()
+        props = self._proposals(head)
+        sims, score = self._score(head, props.boxes_cxcywh, props.scores, props.valid)
+        valid = props.valid[0].cpu().numpy()
+        boxes = region.to_frame(props.boxes_cxcywh[0].cpu().numpy())
+        sims_np = sims[0].cpu().numpy()
+        own = region.to_frame(head.box_cxcywh[:1].detach().float().cpu().numpy())[0]
+        if not valid.any():
+            return LocalResult(tuple(float(v) for v in own), 0.0, float('nan'), 0.0,
+                               np.zeros((0, 4)), np.zeros(0))
+        i = int(score[0].argmax())
+        box = boxes[i]
+        if float(iou_xywh(box, own)) >= self.config.proposals.keep_head_iou:
+            box = own   # same target: the soft-argmax box is the finer estimate
+        return LocalResult(tuple(float(v) for v in box), float(score[0, i]),
+                           float(sims_np[i]), float(props.scores[0, i]), boxes[valid],
+                           sims_np[valid])
+
+    @torch.inference_mode()
+    def search(self, head, region: Region, frame_size: tuple[int, int],
+               target_size: tuple[float, float] | None = None) -> GlobalResult:
+        """Whole-frame search; ``head`` is ``model.ground``'s HeadOutput on the full frame.
+
+        Candidates: the grounding proposals, and (with a trained switch) the mean of the
+        selector's top windows; the best score wins. ``target_size`` (w, h) in pixels adds
+        windows at the last known size.
+        """
+        self._require_text()
+        props = self._proposals(head)
+        boxes, conf, valid = props.boxes_cxcywh, props.scores, props.valid
+        windows = np.zeros((0, 4))
+        if self.retrieval is not None and self._guide is not None:
+            feats = head.features[:1].to(self.device).float()
+            mean, windows, probs = self.retrieval.search(
+                feats, self._guide, frame_size,
+                (region.x0, region.y0, region.width, region.height), target_size)
+            extra = torch.as_tensor(region.to_input(mean[None]), dtype=boxes.dtype)
+            boxes = torch.cat([boxes, extra.to(boxes.device)[None]], 1)
+            conf = torch.cat([conf, conf.new_tensor([[float(probs.mean())]])], 1)
+            valid = torch.cat([valid, valid.new_ones(1, 1)], 1)
+        if not valid.any():
+            return GlobalResult(None, 0.0, float('nan'), 0.0, '', windows)
+        sims, score = self._score(head, boxes, conf, valid)
+        i = int(score[0].argmax())
+        box = region.to_frame(boxes[0, i].cpu().numpy())[0]
+        source = 'windows' if i >= props.boxes_cxcywh.shape[1] else 'grounding'
+        return GlobalResult(tuple(float(v) for v in box), float(score[0, i]),
+                            float(sims[0, i]), float(conf[0, i]), source, windows)
+
+
+def build_modules(config: RecoveryConfig, feat_dim: int, text_dim: int
+                  ) -> tuple[AdaptiveRetrievalSwitch, TargetSpecificRetrieval]:
+    """Randomly initialised switch and retrieval modules of the configured sizes."""
+    s, r = config.switch, config.search
+    switch = AdaptiveRetrievalSwitch(feat_dim, text_dim, s.dim, s.roi_size, s.fg_classifiers,
+                                     s.parts, s.local_prototypes, s.heads, s.gpo_dim)
+    selector = GuidedSelector(feat_dim, text_dim, r.dim, r.heads, r.layers, r.roi_size)
+    retrieval = TargetSpecificRetrieval(selector, r.window_scales, r.target_scales, r.aspects,
+                                        r.stride, r.max_windows, r.top_k, r.agree_iou)
+    return switch, retrieval
+
+
+def build_recovery(config: RecoveryConfig, feat_dim: int, text_dim: int,
+                   device: str | torch.device = 'cpu', random_init: bool = False) -> Recovery:
+    """The Recovery for a model with ``feat_dim`` image and ``text_dim`` text channels.
+
+    Loads ``config.switch.weights`` when set; without weights (or with ``switch.enabled``
+    false) the switch is left out and scores come from the heatmaps, unless ``random_init``
+    (tests and benchmarks) asks for random modules.
+    """
+    if not config.switch.enabled:
+        return Recovery(config, None, None, device)
+    if not config.switch.weights and not random_init:
+        return Recovery(config, None, None, device)
+    switch, retrieval = build_modules(config, feat_dim, text_dim)
+    if config.switch.weights:
+        load_weights(config.switch.weights, switch, retrieval)
+    return Recovery(config, switch, retrieval, device)
+
+
+def _container(switch: nn.Module, retrieval: nn.Module) -> nn.Module:
+    box = nn.Module()
+    box.switch = switch
+    box.selector = retrieval.selector
+    return box
+
+
+def save_weights(path: str | pathlib.Path, switch: AdaptiveRetrievalSwitch,
+                 retrieval: TargetSpecificRetrieval) -> None:
+    """Write the switch and selector weights to a safetensors file."""
+    from safetensors.torch import save_file
+    state = {k: v.detach().cpu().contiguous()
+             for k, v in _container(switch, retrieval).state_dict().items()}
+    save_file(state, str(path))
+
+
+def load_weights(path: str | pathlib.Path, switch: AdaptiveRetrievalSwitch,
+                 retrieval: TargetSpecificRetrieval) -> None:
+    """Load a safetensors file written by ``save_weights`` (strict; names what does not fit)."""
+    from safetensors.torch import load_file
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'recovery weights {path}: not found')
+    try:
+        state = load_file(str(path), device='cpu')
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f'recovery weights {path}: unreadable ({exc})') from None
+    box = _container(switch, retrieval)
+    expected = box.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f'recovery weights {path}: do not fit the configured modules '
+                              f'(missing {missing[:5]}, unexpected {unexpected[:5]}, '
+                              f'wrong shape {wrong[:5]})')
+    box.load_state_dict(state, strict=True)

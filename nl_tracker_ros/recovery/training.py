@@ -1,0 +1,152 @@
+"""One training loss for the switch and the selector, on features of the (frozen) joint model.
+
+A training step, given the model's relation-encoder features of a batch of search crops or
+grounding images (``HeadOutput.features``), the target boxes and the descriptions::
+
+    text_emb, text_attn = switch.embed_text(text.tokens, text.pad_mask)
+    loss, stats = recovery_loss(switch, selector, features, gt_cxcywh, text.tokens,
+                                text.pad_mask, template_tokens, RecoveryLossWeights(), gen)
+
+Per sample it draws one positive proposal (the target box, jittered, IoU >= 0.7) and
+``negatives`` background proposals (IoU < 0.3), then sums:
+
+- VSE++ triplet ranking (hardest negative) between positive regions and descriptions, where a
+  description's negatives are the other samples' positives *and* its own frame's background
+  proposals (what the switch must reject at run time: distractors and background);
+- the two diversity losses (eq. 17 on the part maps, eq. 18 on the local prototype maps);
+- the foreground BCE of every proposal's memory map against the target box (eq. 20);
+- the selector's BCE on windows sampled over the map, positives by IoU with the target.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
+from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss,
+                                            roi_foreground_target, selector_loss)
+from nl_tracker_ros.recovery.tsr import GuidedSelector, sliding_windows
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryLossWeights:
+    """Weights and sampling of ``recovery_loss``."""
+
+    triplet: float = 1.0
+    margin: float = 0.2              # VSE++ margin
+    part_diversity: float = 0.1      # eq. 17
+    proto_diversity: float = 0.1     # eq. 18
+    foreground: float = 1.0          # eq. 20
+    selector: float = 1.0
+    negatives: int = 4               # background proposals per sample
+    windows: int = 64                # selector windows sampled per sample
+
+
+def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of normalised boxes (..., 4) cxcywh, broadcast."""
+    a1, a2 = a[..., :2] - a[..., 2:] / 2, a[..., :2] + a[..., 2:] / 2
+    b1, b2 = b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2
+    inter = (torch.minimum(a2, b2) - torch.maximum(a1, b1)).clamp_min(0).prod(-1)
+    union = a[..., 2:].prod(-1) + b[..., 2:].prod(-1) - inter
+    return inter / union.clamp_min(1e-12)
+
+
+def sample_proposals(gt: torch.Tensor, negatives: int, generator: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per target box (B, 4): one jittered positive then ``negatives`` background boxes.
+
+    Returns (boxes (B, 1 + negatives, 4) cxcywh in [0, 1], IoU with the target (B, 1 + n)).
+    """
+    b = len(gt)
+    out = torch.empty(b, 1 + negatives, 4)
+    for i in range(b):
+        g = gt[i].detach().float().cpu()
+        while True:   # positive: small shift and scale change
+            j = g.clone()
+            j[:2] += (torch.rand(2, generator=generator) - 0.5) * 0.2 * g[2:]
+            j[2:] *= torch.exp((torch.rand(2, generator=generator) - 0.5) * 0.2)
+            if box_iou_cxcywh(j, g) >= 0.7:
+                break
+        out[i, 0] = j
+        k = 1
+        for _ in range(200 * negatives):
+            if k > negatives:
+                break
+            wh = g[2:] * torch.exp((torch.rand(2, generator=generator) - 0.5) * 1.0)
+            wh = wh.clamp(0.02, 1.0)
+            c = wh / 2 + torch.rand(2, generator=generator) * (1 - wh)
+            cand = torch.cat([c, wh])
+            if box_iou_cxcywh(cand, g) < 0.3:
+                out[i, k] = cand
+                k += 1
+        while k <= negatives:   # a target filling the frame leaves no background: corners
+            out[i, k] = torch.tensor([0.05, 0.05, 0.1, 0.1])
+            k += 1
+    out = out.to(gt.device, gt.dtype)
+    return out, box_iou_cxcywh(out, gt.unsqueeze(1))
+
+
+def recovery_loss(switch: AdaptiveRetrievalSwitch, selector: GuidedSelector | None,
+                  features: torch.Tensor, gt_cxcywh: torch.Tensor, text_tokens: torch.Tensor,
+                  text_pad: torch.Tensor | None = None,
+                  template_tokens: torch.Tensor | None = None,
+                  weights: RecoveryLossWeights = RecoveryLossWeights(),
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """Total loss and its parts for features (B, C, S, S) with targets (B, 4) cxcywh."""
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    b = features.shape[0]
+    boxes, _ = sample_proposals(gt_cxcywh, weights.negatives, gen)       # (B, 1+n, 4)
+    k = boxes.shape[1]
+    text, _ = switch.embed_text(text_tokens, text_pad)                   # (B, D)
+    emb, aux = switch.embed_regions(switch.roi_features(features, boxes))  # (B*k, D)
+    emb = emb.view(b, k, -1)
+    pos = emb[:, 0]                                                       # (B, D)
+    # a description's candidates: every positive of the batch + its own frame's background
+    scores_pos = text @ pos.t()                                           # (text, region)
+    scores_bg = torch.einsum('bd,bnd->bn', text, emb[:, 1:])              # (B, n)
+    diag = scores_pos.diag()
+    eye = torch.eye(b, dtype=torch.bool, device=features.device)
+    worst = torch.cat([scores_pos.masked_fill(eye, -2.0), scores_bg], 1).max(1).values
+    cost_text = (weights.margin + worst - diag).clamp_min(0)
+    if b > 1:
+        other = scores_pos.masked_fill(eye, -2.0).max(0).values           # hardest text
+        cost_region = (weights.margin + other - diag).clamp_min(0)
+    else:
+        cost_region = torch.zeros_like(cost_text)
+    triplet = (cost_text + cost_region).mean()
+    fg_target = roi_foreground_target(boxes.reshape(-1, 4),
+                                      gt_cxcywh.repeat_interleave(k, 0), switch.roi_size)
+    parts = {
+        'triplet': triplet,
+        'part_diversity': diversity_loss(aux.part_attn),
+        'proto_diversity': diversity_loss(aux.proto_attn[:, 1:]),
+        'foreground': foreground_loss(aux.fg_logits, fg_target),
+    }
+    if selector is not None and weights.selector > 0:
+        parts['selector'] = _selector_term(selector, features, gt_cxcywh, text_tokens,
+                                           text_pad, template_tokens, weights, gen)
+    total = sum(getattr(weights, name) * value for name, value in parts.items())
+    stats = {name: float(value.detach()) for name, value in parts.items()}
+    stats['loss'] = float(total.detach())
+    return total, stats
+
+
+def _selector_term(selector, features, gt, tokens, pad, template, weights, gen):
+    s = features.shape[-1]
+    wins = torch.as_tensor(sliding_windows(s * 16, s * 16, (0.1, 0.2, 0.35, 0.6), stride=0.5,
+                                           max_windows=10000) / 16, dtype=features.dtype,
+                           device=features.device)                       # cells, xywh
+    xyxy = torch.cat([wins[:, :2], wins[:, :2] + wins[:, 2:]], 1)
+    guide = selector.guide_vector(tokens, pad, template)
+    losses = []
+    for i in range(features.shape[0]):
+        w_norm = torch.cat([wins[:, :2] + wins[:, 2:] / 2, wins[:, 2:]], 1) / s
+        ious = box_iou_cxcywh(w_norm, gt[i].unsqueeze(0))
+        extra = gt[i].unsqueeze(0) * s                                   # the exact target
+        cells = torch.cat([xyxy, torch.cat([extra[:, :2] - extra[:, 2:] / 2,
+                                            extra[:, :2] + extra[:, 2:] / 2], 1)])
+        ious = torch.cat([ious, ious.new_ones(1)])
+        logits = selector(features[i:i + 1], cells, guide[i])
+        losses.append(selector_loss(logits, ious, samples=weights.windows, generator=gen))
+    return torch.stack(losses).mean()

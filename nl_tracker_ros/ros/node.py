@@ -1,0 +1,556 @@
+"""``tracker_node``: the language-guided tracker as a ROS 2 lifecycle node.
+
+Topics (relative names, remap them):
+  in   image             sensor_msgs/Image (or image/compressed, sensor_msgs/CompressedImage)
+  in   command           std_msgs/String, reliable + transient local; '' or blanks = stop
+  in   init_box          geometry_msgs/PolygonStamped: the box is the points' bounding rectangle
+                         in image pixels; restarts the current phrase from that box
+  out  target            nl_tracker_ros/TrackedTarget, one per processed frame, image header
+  out  events            nl_tracker_ros/TrackEvent
+  out  status            nl_tracker_ros/TrackerStatus, every ``status_period`` seconds
+  out  debug_image       sensor_msgs/Image rgb8 with the box drawn (``publish_debug_image``)
+  srv  ~/reset           std_srvs/Trigger: drop the current track (like an empty command)
+
+The model is built on configure and freed on cleanup; with ``autostart`` (default) the node
+configures and activates itself. Image callbacks only keep the newest frame; one worker thread
+runs the tracker, so a slow model never backs up the executor. Frames replaced before the worker
+got to them are counted as stale; malformed ones are rejected, counted per reason and warned
+about at most once per ``warn_period`` per reason.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PolygonStamped
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType, SetParametersResult)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+
+from nl_tracker_ros.boxes import validate_box_xywh
+from nl_tracker_ros.errors import ConfigError, InputError, TrackerError
+from nl_tracker_ros.msg import TrackedTarget, TrackerStatus
+from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
+from nl_tracker_ros.ros import image as imconv
+from nl_tracker_ros.ros.convert import event_msg, stamp_to_sec, target_msg
+from nl_tracker_ros.ros.params import ParamSpec, configs_from_values, node_specs
+from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackState
+
+NODE_NAME = 'tracker_node'
+TRACKER_FAILED = 'tracker error'   # reject reason for frames the tracker itself refused
+
+_PARAM_TYPES = {
+    'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
+    'float': ParameterType.PARAMETER_DOUBLE, 'str': ParameterType.PARAMETER_STRING,
+    'bool_array': ParameterType.PARAMETER_BOOL_ARRAY,
+    'int_array': ParameterType.PARAMETER_INTEGER_ARRAY,
+    'float_array': ParameterType.PARAMETER_DOUBLE_ARRAY,
+    'str_array': ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+def image_qos(name: str) -> QoSProfile:
+    """QoS of the image subscription: 'sensor_data' (best effort) or 'reliable', depth 1."""
+    reliability = (ReliabilityPolicy.BEST_EFFORT if name == 'sensor_data'
+                   else ReliabilityPolicy.RELIABLE)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                        reliability=ReliabilityPolicy.RELIABLE)
+EVENT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                       reliability=ReliabilityPolicy.RELIABLE)
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """ParameterDescriptor for a flat parameter spec."""
+    kind = ParameterType.PARAMETER_NOT_SET if spec.optional else _PARAM_TYPES[spec.kind]
+    d = ParameterDescriptor(name=spec.name, type=kind,
+                            description=spec.description, read_only=spec.read_only,
+                            dynamic_typing=spec.optional)
+    if spec.choices:
+        d.additional_constraints = f'one of {list(spec.choices)}'
+    if spec.name == 'status_period':
+        d.floating_point_range = [FloatingPointRange(from_value=0.01, to_value=3600.0)]
+    if spec.name == 'max_command_chars':
+        d.integer_range = [IntegerRange(from_value=1, to_value=100000, step=1)]
+    return d
+
+
+class TrackerNode(LifecycleNode):
+    """Lifecycle node around ``nl_tracker_ros.tracker.Tracker`` (see the module docstring)."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        self._specs = {s.name: s for s in node_specs()}
+        for spec in self._specs.values():
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        # Raises ConfigError (one line naming the parameter) for a bad params file.
+        self.config, self.tracker_config, self.recovery_config = configs_from_values(
+            self._param_values())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._cond = threading.Condition()
+        self._tracker_lock = threading.Lock()
+        self._frame: tuple | None = None            # newest unprocessed (msg, receive time)
+        self._commands: collections.deque = collections.deque()
+        self._worker: threading.Thread | None = None
+        self._stop = False
+        self._active = False
+        self.tracker = None
+        self.device = ''
+        self.configure_error = ''
+        self._entities: list = []
+        self._status_timer = None
+        self._reset_counters()
+
+    # ---------------------------------------------------------------- parameters
+    def _param_values(self) -> dict[str, Any]:
+        return {name: self.get_parameter(name).value for name in self._specs}
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        values = self._param_values()
+        for p in params:
+            if p.name not in self._specs:
+                continue  # rclpy's own (use_sim_time, qos_overrides.*)
+            if self._specs[p.name].read_only:
+                return SetParametersResult(
+                    successful=False, reason=f'{p.name}: read-only while the node runs; set it '
+                                             f'in the params file')
+            values[p.name] = p.value
+        try:
+            config = configs_from_values(values).node
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        old, self.config = self.config, config
+        if config.status_period != old.status_period and self._status_timer is not None:
+            self._status_timer.timer_period_ns = int(config.status_period * 1e9)
+            self._status_timer.reset()
+        return SetParametersResult(successful=True)
+
+    # ---------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Build the tracker (loads weights) and create topics, service and worker."""
+        try:
+            self.tracker = build_node_tracker(self.tracker_config, self.recovery_config)
+            self.device = str(getattr(self.tracker, 'device', self.tracker_config.device))
+        except Exception as exc:  # one line for the user, whatever the loader raised
+            text = str(exc).splitlines()[0] if str(exc) else ''
+            self.configure_error = (text if isinstance(exc, TrackerError)
+                                    else f'{type(exc).__name__}: {text}')
+            self.get_logger().error(f'configure failed: {self.configure_error}')
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ''
+        self._create_entities()
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name='tracker_worker', daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'configured: tracker on {self.device}, images on '
+            f"'{self._image_topic}' ({self.config.image_transport}, {self.config.image_qos})")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start accepting frames and commands (lifecycle publishers become active)."""
+        result = super().on_activate(state)
+        with self._cond:
+            self._active = True
+            self._cond.notify()
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop accepting frames; the track and the model stay in memory."""
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker and free the model (and the CUDA cache)."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Same as cleanup, from any state."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_entities(self) -> None:
+        group = MutuallyExclusiveCallbackGroup()
+        compressed = self.config.image_transport == 'compressed'
+        self._image_topic = 'image/compressed' if compressed else 'image'
+        self._entities = [
+            self.create_subscription(CompressedImage if compressed else Image, self._image_topic,
+                                     self._on_image, image_qos(self.config.image_qos),
+                                     callback_group=group),
+            self.create_subscription(String, 'command', self._on_command, COMMAND_QOS,
+                                     callback_group=group),
+            self.create_subscription(PolygonStamped, 'init_box', self._on_init_box, RESULT_QOS,
+                                     callback_group=group),
+            self.create_service(Trigger, '~/reset', self._on_reset),
+        ]
+        self._pub_target = self.create_lifecycle_publisher(TrackedTarget, 'target', RESULT_QOS)
+        self._pub_events = self.create_lifecycle_publisher(TrackEventMsg, 'events', EVENT_QOS)
+        self._pub_status = self.create_lifecycle_publisher(TrackerStatus, 'status', RESULT_QOS)
+        self._pub_debug = self.create_lifecycle_publisher(Image, 'debug_image', RESULT_QOS)
+        self._status_timer = self.create_timer(self.config.status_period, self._publish_status)
+
+    def _teardown(self) -> None:
+        self._active = False
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        for entity in self._entities:
+            if hasattr(entity, 'srv_type'):
+                self.destroy_service(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._entities = []
+        for name in ('_pub_target', '_pub_events', '_pub_status', '_pub_debug'):
+            pub = getattr(self, name, None)
+            if pub is not None:
+                self.destroy_publisher(pub)
+                setattr(self, name, None)
+        if self._status_timer is not None:
+            self.destroy_timer(self._status_timer)
+            self._status_timer = None
+        with self._tracker_lock:
+            self.tracker = None
+        if 'torch' in sys.modules and self.device.startswith('cuda'):
+            sys.modules['torch'].cuda.empty_cache()
+        self._frame = None
+        self._commands.clear()
+
+    # ---------------------------------------------------------------- callbacks (executor)
+    def _on_image(self, msg) -> None:
+        if not self._active:
+            return
+        self._stats['received'] += 1
+        try:
+            if isinstance(msg, Image):
+                imconv.check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
+            elif len(msg.data) == 0:
+                raise imconv.ImageRejected(imconv.ZERO_SIZE, 'empty compressed payload')
+        except imconv.ImageRejected as exc:
+            self._reject(exc.reason, str(exc))
+            return
+        now = time.monotonic()
+        with self._cond:
+            if self._frame is not None:
+                self._stats['stale'] += 1
+            self._frame = (msg, now)
+            gap, self._last_arrival = now - self._last_arrival, now
+            if gap < 1.0:  # frame interval estimate (EMA); a longer gap = a new stream
+                self._interval = gap if not self._interval else 0.9 * self._interval + 0.1 * gap
+            self._cond.notify()
+
+    def _on_command(self, msg: String) -> None:
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        self._enqueue(('command', msg.data, stamp, None))
+
+    def _on_init_box(self, msg: PolygonStamped) -> None:
+        stamp = stamp_to_sec(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
+        pts = [(p.x, p.y) for p in msg.polygon.points]
+        if len(pts) < 2:
+            self._enqueue(('reject', f'init_box: expected at least 2 points, got {len(pts)}',
+                           stamp, None))
+            return
+        xs, ys = zip(*pts)
+        box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        self._enqueue(('init_box', None, stamp, box))
+
+    def _on_reset(self, request, response):
+        with self._tracker_lock:
+            if self.tracker is None:
+                response.success, response.message = False, 'not configured'
+                return response
+            self.tracker.reset()
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        self._publish_events([TrackEvent(EventKind.STOPPED, stamp, self._track_id_seen,
+                                         'reset service called')], self._phrase)
+        self._phrase, self._state = '', TrackState.IDLE
+        response.success, response.message = True, 'track dropped; waiting for a command'
+        return response
+
+    def _enqueue(self, item: tuple) -> None:
+        # Queued even while inactive: the transient-local command arrives on configure and is
+        # applied once the node is activated.
+        with self._cond:
+            self._commands.append(item)
+            self._cond.notify()
+
+    # ---------------------------------------------------------------- worker thread
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or (
+                    self._active and (self._commands or self._frame)), timeout=0.5)
+                if self._stop:
+                    return
+                if not self._active:
+                    continue
+                if self._frame is not None and self.config.prefer_fresh_frames:
+                    self._wait_for_fresher_frame()
+                commands = list(self._commands)
+                self._commands.clear()
+                frame, self._frame = self._frame, None
+            try:
+                for item in commands:
+                    self._apply(*item)
+                if frame is not None:
+                    self._process(*frame)
+            except Exception as exc:  # the worker must outlive one bad step
+                if self._stop or not self.context.ok():
+                    return  # shutting down (Ctrl-C): publishers are gone, nothing to report
+                reason = f'{type(exc).__name__}: {exc}'.splitlines()[0]
+                self.get_logger().error(f'tracker step failed: {reason}')
+                try:
+                    event = TrackEvent(EventKind.ERROR, time.time(), self._track_id_seen,
+                                       reason)
+                    self._publish_events([event], self._phrase)
+                except Exception:
+                    pass  # reporting the error must not take the worker down either
+
+    def _wait_for_fresher_frame(self) -> None:
+        """With the lock held: if the newest frame is over half a frame interval old and the
+        next one is due within the interval, wait for it.
+
+        A box's latency is the age of its frame when the step starts plus the step, so this
+        bounds the age at half an interval instead of a whole one (lower latency for a slow
+        model), at the cost of on average an eighth of an interval of idle per step.
+        """
+        msg, received = self._frame
+        interval = self._interval
+        age = time.monotonic() - received
+        if not interval or age <= interval / 2 or age >= interval:
+            return  # fresh enough, no rate known yet, or the next frame is already late
+        self._cond.wait_for(
+            lambda: self._stop or self._commands or self._frame is None
+            or self._frame[0] is not msg, timeout=received + 1.1 * interval - time.monotonic())
+
+    def _apply(self, kind: str, text: str | None, stamp: float, box) -> None:
+        """Run one command / init box / rejection on the tracker and publish its events."""
+        if kind == 'reject':
+            self._publish_events([TrackEvent(EventKind.COMMAND_REJECTED, stamp,
+                                             self._track_id_seen, text)], self._phrase)
+            return
+        if kind == 'command':
+            problem = ''
+            if len(text) > self.config.max_command_chars:
+                problem = (f'command: {len(text)} characters; expected at most '
+                           f'{self.config.max_command_chars} (max_command_chars)')
+            elif '\ufffd' in text:  # rclpy decodes invalid UTF-8 bytes to U+FFFD
+                problem = 'command: not valid UTF-8; expected UTF-8 text'
+            if problem:
+                self._publish_events([TrackEvent(EventKind.COMMAND_REJECTED, stamp,
+                                                 self._track_id_seen, problem)], self._phrase)
+                return
+        if kind == 'init_box':
+            text = self._phrase
+            try:
+                if not text:
+                    raise InputError('init_box: no phrase to initialise; publish a command first')
+                box = validate_box_xywh(box, self._image_size, 'init_box')
+            except InputError as exc:
+                self._publish_events([TrackEvent(EventKind.COMMAND_REJECTED, stamp,
+                                                 self._track_id_seen, str(exc))], text)
+                return
+        with self._tracker_lock:
+            if self.tracker is None:
+                return
+            try:
+                events = self.tracker.set_command(text, stamp, box, image_size=self._image_size)
+            except TrackerError as exc:
+                events = (TrackEvent(EventKind.COMMAND_REJECTED, stamp, self._track_id_seen,
+                                     str(exc)),)
+        phrase = self._phrase
+        for ev in events:
+            if ev.kind == EventKind.COMMAND_ACCEPTED:
+                phrase, self._phrase = text.strip(), text.strip()
+                self._track_id_seen = ev.track_id
+                self._state = TrackState.GROUNDING
+            elif ev.kind == EventKind.STOPPED:
+                phrase, self._phrase, self._state = self._phrase, '', TrackState.IDLE
+        self._publish_events(events, phrase)
+
+    def _process(self, msg, received: float) -> None:
+        """Convert, track and publish one frame."""
+        try:
+            if isinstance(msg, Image):
+                rgb = imconv.raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                        msg.is_bigendian)
+            else:
+                rgb = imconv.compressed_to_rgb(msg.data)
+        except imconv.ImageRejected as exc:
+            self._reject(exc.reason, str(exc))
+            return
+        self._image_size = (rgb.shape[1], rgb.shape[0])
+        self._frame_id = msg.header.frame_id
+        stamp = stamp_to_sec(msg.header.stamp)
+        t0 = time.perf_counter()
+        with self._tracker_lock:
+            if self.tracker is None:
+                return
+            try:
+                result = self.tracker.update(rgb, stamp)
+            except InputError as exc:
+                self._reject(TRACKER_FAILED, str(exc))
+                return
+            except TrackerError as exc:
+                self._publish_events([TrackEvent(EventKind.ERROR, stamp, self._track_id_seen,
+                                                 str(exc))], self._phrase)
+                return
+        self._step_ms.append((time.perf_counter() - t0) * 1e3)
+        self._stats['processed'] += 1
+        self._state, self._track_id_seen = result.state, result.track_id
+        if self._pub_target is not None:
+            self._pub_target.publish(target_msg(result, msg.header))
+        self._publish_events(result.events, result.text)
+        if self.config.publish_debug_image and self._pub_debug is not None:
+            self._pub_debug.publish(debug_image(rgb, result, msg.header))
+        self.last_latency_s = time.monotonic() - received
+
+    # ---------------------------------------------------------------- outputs
+    def _publish_events(self, events, phrase: str) -> None:
+        for ev in events:
+            if self._pub_events is not None:
+                self._pub_events.publish(event_msg(ev, phrase, self._frame_id))
+            if ev.kind in (EventKind.COMMAND_REJECTED, EventKind.ERROR):
+                self.get_logger().warning(f'{ev.kind.name.lower()}: {ev.reason}')
+
+    def _reject(self, reason: str, detail: str) -> None:
+        with self._cond:
+            self._rejects[reason] = self._rejects.get(reason, 0) + 1
+            now = time.monotonic()
+            last, suppressed = self._warned.get(reason, (-1e9, 0))
+            if now - last < self.config.warn_period:
+                self._warned[reason] = (last, suppressed + 1)
+                return
+            self._warned[reason] = (now, 0)
+        more = f' ({suppressed} more since the last warning)' if suppressed else ''
+        self.get_logger().warning(f'{detail}{more}')
+
+    def _publish_status(self) -> None:
+        if self._pub_status is None or not self._active:
+            return
+        with self._cond:
+            steps = np.array(self._step_ms, dtype=np.float64)
+            self._step_ms = []
+            rejects = dict(self._rejects)
+            stats = dict(self._stats)
+        now = time.monotonic()
+        period, self._status_t = now - self._status_t, now
+        msg = TrackerStatus(
+            header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id),
+            state=int(self._state), track_id=int(self._track_id_seen), phrase=self._phrase,
+            device=self.device, model_fps=float(len(steps) / period) if period > 0 else 0.0,
+            model_ms_p50=float(np.percentile(steps, 50)) if len(steps) else 0.0,
+            model_ms_p95=float(np.percentile(steps, 95)) if len(steps) else 0.0,
+            frames_received=stats['received'], frames_processed=stats['processed'],
+            frames_dropped_stale=stats['stale'], frames_rejected=sum(rejects.values()),
+            reject_reasons=list(rejects), reject_counts=list(rejects.values()))
+        self._pub_status.publish(msg)
+
+    def _reset_counters(self) -> None:
+        self._stats = {'received': 0, 'processed': 0, 'stale': 0}
+        self._rejects: dict[str, int] = {}
+        self._warned: dict[str, tuple[float, int]] = {}
+        self._step_ms: list[float] = []
+        self._status_t = time.monotonic()
+        self._phrase = ''
+        self._state = TrackState.IDLE
+        self._track_id_seen = 0
+        self._frame_id = ''
+        self._image_size: tuple[int, int] | None = None
+        self._last_arrival = -1e9
+        self._interval = 0.0
+        self.last_latency_s = float('nan')
+        self._pub_target = self._pub_events = self._pub_status = self._pub_debug = None
+
+
+def build_node_tracker(tracker_config, recovery_config=None):
+    """The tracker with its lost/re-found handling, as ``nl-tracker track`` builds it.
+
+    The device is ``tracker.device`` ('auto' = cuda if available, else cpu). With a separate
+    RecoveryConfig that is enabled, its policy is built for the preset's feature width.
+    """
+    from nl_tracker_ros import tracker as trk
+    if recovery_config is None or not recovery_config.enabled:
+        return trk.build_tracker(tracker_config)
+    from nl_tracker_ros.model.config import get_preset
+    from nl_tracker_ros.recovery.policy import build_policy
+    device = trk.resolve_device(tracker_config.device)
+    dim = get_preset(tracker_config.preset).dim
+    policy = build_policy(recovery_config, dim, dim, device)
+    return trk.build_tracker(tracker_config, str(device), recovery=policy)
+
+
+def debug_image(rgb: np.ndarray, result, header: Header) -> Image:
+    """rgb8 Image of ``rgb`` with the result's box and state drawn on it."""
+    out = rgb.copy()
+    if result.box_xywh is not None:
+        x, y, w, h = (int(round(v)) for v in result.box_xywh)
+        lost = result.state in (TrackState.LOST, TrackState.SEARCHING, TrackState.GONE)
+        colour = (255, 64, 0) if lost else (0, 255, 0)
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+        cv2.putText(out, f'{result.state.name} {result.score:.2f}', (x, max(12, y - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    h, w, step, data = imconv.rgb_to_raw(out)
+    return Image(header=header, height=h, width=w, encoding='rgb8', is_bigendian=0, step=step,
+                 data=data)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``tracker_node`` / ``ros2 run nl_tracker_ros tracker_node``."""
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in own or '--help' in own:
+        print(f'usage: {NODE_NAME} [--ros-args -p NAME:=VALUE -r FROM:=TO --params-file FILE]'
+              f'\n{__doc__}')
+        return 0
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = TrackerNode()
+        if node.config.autostart:
+            node.trigger_configure()
+            if node.tracker is None:
+                print(f'{NODE_NAME}: {node.configure_error or "configure failed"}',
+                      file=sys.stderr)
+                return 1
+            node.trigger_activate()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except TrackerError as exc:
+        print(f'{NODE_NAME}: {exc}', file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node._teardown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The tracker's lost/re-found state machine: pure functions, no model, no ROS.
+
+States are :class:`nl_tracker_ros.track_types.TrackState`. Everything the machine remembers lives
+in a frozen :class:`Counters`; each frame the tracker hands in one :class:`Evidence` (the score and
+box of whatever ran this frame) and gets back ``(state, counters, events)``::
+
+    IDLE --command--> GROUNDING --match--> TRACKING --weak x N--> LOST --> SEARCHING
+                          |                  ^   ^                           |  |
+                          | timeout          |   +------- REFOUND <--match---+  | timeout
+                          v                  |                                  v
+                         GONE ---------------+--(match: ACQUIRED or REFOUND)-- GONE
+
+- Hysteresis: acquiring or re-finding needs ``accept_threshold`` on ``confirm_frames`` consecutive
+  frames whose boxes agree; once tracking, only ``lost_after_frames`` consecutive frames below the
+  lower ``keep_threshold`` declare the target lost. One weak frame never flaps the state.
+- The search centre (``Counters.box_xywh``) moves only on confident frames, never while lost.
+- Searching longer than ``search_timeout_s`` (or grounding longer than ``grounding_timeout_s``)
+  emits NOT_FOUND once and goes to GONE, where the search goes on at ``gone_search_interval_s``.
+- A new command restarts at GROUNDING with a new track id (or TRACKING when a box is given); an
+  empty command stops (IDLE, STOPPED).
+
+Transitions that have an :class:`EventKind` emit it with the frame stamp, a one-line reason and the
+box. LOST -> SEARCHING and REFOUND -> TRACKING follow automatically on the next frame and emit no
+event (there is no event kind for them; the state rides on every TrackResult).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+from nl_tracker_ros.boxes import iou_xywh
+from nl_tracker_ros.errors import ConfigError
+from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackState
+
+Box = tuple[float, float, float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class StateMachineConfig:
+    """Thresholds of the state machine; scores are 0..1 (see Recovery for how they are made)."""
+
+    accept_threshold: float = 0.5       # score needed to acquire or re-find the target
+    keep_threshold: float = 0.35        # below this a tracking frame is weak (AdaRS switch)
+    lost_after_frames: int = 3          # consecutive weak frames before LOST
+    confirm_frames: int = 2             # consecutive agreeing matches before ACQUIRED/REFOUND
+    confirm_iou: float = 0.3            # IoU two consecutive matches need to count as agreeing
+    grounding_timeout_s: float = 3.0    # no match this long after a command: NOT_FOUND
+    search_timeout_s: float = 5.0       # searching this long after LOST: NOT_FOUND
+    gone_search_interval_s: float = 1.0  # while GONE, search the whole frame this often
+
+    def __post_init__(self):
+        if not 0.0 <= self.keep_threshold <= self.accept_threshold <= 1.0:
+            raise ConfigError('states: expected 0 <= keep_threshold <= accept_threshold <= 1, '
+                              f'got {self.keep_threshold} and {self.accept_threshold}')
+        for name in ('lost_after_frames', 'confirm_frames'):
+            if getattr(self, name) < 1:
+                raise ConfigError(f'states.{name}: expected >= 1, got {getattr(self, name)}')
+        for name in ('grounding_timeout_s', 'search_timeout_s', 'gone_search_interval_s'):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f'states.{name}: expected >= 0, got {getattr(self, name)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What one frame says about the target.
+
+    ``score`` is 0..1 (how sure the box is the described target); ``box_xywh`` is in frame pixels
+    or None when nothing was proposed; ``ran`` is False when no model step ran this frame (e.g.
+    a throttled search while GONE), so that the frame neither counts as a match nor as a miss.
+    """
+
+    score: float = 0.0
+    box_xywh: Box | None = None
+    ran: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+    """Everything the machine remembers between frames."""
+
+    track_id: int = 0
+    text: str = ''
+    weak: int = 0                     # consecutive weak frames while tracking
+    hits: int = 0                     # consecutive agreeing matches while grounding/searching
+    candidate: Box | None = None      # box of the current match streak
+    phase_start: float = 0.0          # stamp when grounding or searching began
+    last_search: float = -math.inf    # stamp of the last global search while GONE
+    box_xywh: Box | None = None       # last confident box: the search centre
+    acquired: bool = False            # the target was held at least once on this track
+
+
+class Mode(enum.IntEnum):
+    """Which model step the tracker should run on the next frame."""
+
+    NONE = 0     # nothing (idle, or a throttled search while GONE)
+    GLOBAL = 1   # grounding / target-specific retrieval on the whole frame
+    LOCAL = 2    # the local tracker on the search crop around Counters.box_xywh
+
+
+def plan(state: TrackState, counters: Counters, stamp: float,
+         config: StateMachineConfig) -> Mode:
+    """Return the model step to run on the frame with ``stamp``."""
+    if state == TrackState.IDLE:
+        return Mode.NONE
+    if state in (TrackState.TRACKING, TrackState.REFOUND):
+        return Mode.LOCAL
+    # 1 us slack: stamps summed from frame periods fall a hair short of the interval
+    wait = config.gone_search_interval_s - 1e-6
+    if state == TrackState.GONE and stamp - counters.last_search < wait:
+        return Mode.NONE
+    return Mode.GLOBAL
+
+
+def command(state: TrackState, counters: Counters, text: str, stamp: float,
+            box_xywh: Box | None = None) -> tuple[TrackState, Counters, tuple[TrackEvent, ...]]:
+    """Start a new track for ``text`` (empty or whitespace = stop); return the new state.
+
+    Every non-empty command gets a new track id. With ``box_xywh`` the target is given, so the
+    track starts in TRACKING (ACQUIRED) without grounding.
+    """
+    text = text.strip()
+    if not text:
+        events = ()
+        if state != TrackState.IDLE:
+            events = (TrackEvent(EventKind.STOPPED, stamp, counters.track_id,
+                                 'empty command: tracking stopped', counters.box_xywh),)
+        return TrackState.IDLE, Counters(track_id=counters.track_id), events
+    tid = counters.track_id + 1
+    new = Counters(track_id=tid, text=text, phase_start=stamp)
+    events = [TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, tid, f'tracking "{text}"')]
+    if box_xywh is not None:
+        box = tuple(float(v) for v in box_xywh)
+        new = dataclasses.replace(new, box_xywh=box, acquired=True)
+        events.append(TrackEvent(EventKind.ACQUIRED, stamp, tid, 'box given with the command',
+                                 box, 1.0))
+        return TrackState.TRACKING, new, tuple(events)
+    return TrackState.GROUNDING, new, tuple(events)
+
+
+def step(state: TrackState, counters: Counters, evidence: Evidence, stamp: float,
+         config: StateMachineConfig) -> tuple[TrackState, Counters, tuple[TrackEvent, ...]]:
+    """Advance one frame: ``(state, counters, evidence) -> (state, counters, events)``."""
+    if state == TrackState.IDLE:
+        return state, counters, ()
+    if state in (TrackState.TRACKING, TrackState.REFOUND):
+        return _track(counters, evidence, stamp, config)
+    return _search(state, counters, evidence, stamp, config)
+
+
+def reported(state: TrackState, evidence: Evidence) -> tuple[Box | None, float]:
+    """The (box, score) to publish for a frame that ended in ``state``.
+
+    A box is published only while the target is held (TRACKING, REFOUND); a weak tracking frame
+    keeps its box with its low score so a robot can slow down before LOST is declared.
+    """
+    if state in (TrackState.TRACKING, TrackState.REFOUND) and evidence.box_xywh is not None:
+        return tuple(float(v) for v in evidence.box_xywh), float(evidence.score)
+    return None, 0.0
+
+
+def _track(c: Counters, ev: Evidence, stamp: float, cfg: StateMachineConfig):
+    if not ev.ran:
+        return TrackState.TRACKING, c, ()
+    if ev.box_xywh is not None and ev.score >= cfg.keep_threshold:
+        box = tuple(float(v) for v in ev.box_xywh)
+        return TrackState.TRACKING, dataclasses.replace(c, weak=0, box_xywh=box), ()
+    weak = c.weak + 1
+    if weak < cfg.lost_after_frames:
+        return TrackState.TRACKING, dataclasses.replace(c, weak=weak), ()
+    reason = (f'score {ev.score:.2f} below {cfg.keep_threshold:.2f} '
+              f'for {weak} frames')
+    event = TrackEvent(EventKind.LOST, stamp, c.track_id, reason, c.box_xywh, float(ev.score))
+    new = dataclasses.replace(c, weak=0, hits=0, candidate=None, phase_start=stamp)
+    return TrackState.LOST, new, (event,)
+
+
+def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
+            cfg: StateMachineConfig):
+    if state == TrackState.GONE and ev.ran:
+        c = dataclasses.replace(c, last_search=stamp)
+    if state == TrackState.LOST:
+        state = TrackState.SEARCHING
+    if ev.ran:
+        if ev.box_xywh is not None and ev.score >= cfg.accept_threshold:
+            box = tuple(float(v) for v in ev.box_xywh)
+            agree = (c.candidate is not None
+                     and float(iou_xywh(box, c.candidate)) >= cfg.confirm_iou)
+            hits = c.hits + 1 if agree else 1
+            if hits >= cfg.confirm_frames:
+                return _found(c, box, ev.score, stamp, hits)
+            c = dataclasses.replace(c, hits=hits, candidate=box)
+        else:
+            c = dataclasses.replace(c, hits=0, candidate=None)
+    if state == TrackState.GONE:
+        return state, c, ()
+    grounding = state == TrackState.GROUNDING
+    limit = cfg.grounding_timeout_s if grounding else cfg.search_timeout_s
+    elapsed = stamp - c.phase_start
+    if elapsed < limit:
+        return state, c, ()
+    what = 'matched' if grounding else 're-found'
+    reason = f'target not found: "{c.text}" not {what} within {elapsed:.1f} s'
+    event = TrackEvent(EventKind.NOT_FOUND, stamp, c.track_id, reason, c.box_xywh, 0.0)
+    return TrackState.GONE, dataclasses.replace(c, last_search=stamp), (event,)
+
+
+def _found(c: Counters, box: Box, score: float, stamp: float, hits: int):
+    kind = EventKind.REFOUND if c.acquired else EventKind.ACQUIRED
+    state = TrackState.REFOUND if c.acquired else TrackState.TRACKING
+    reason = f'score {score:.2f} on {hits} consecutive frames'
+    event = TrackEvent(kind, stamp, c.track_id, reason, box, float(score))
+    new = dataclasses.replace(c, weak=0, hits=0, candidate=None, box_xywh=box, acquired=True,
+                              last_search=-math.inf)
+    return state, new, (event,)

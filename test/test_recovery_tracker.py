@@ -1,0 +1,79 @@
+"""The recovery policy inside the real Tracker (tiny random-weight model, CPU)."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from nl_tracker_ros.model.config import get_preset
+from nl_tracker_ros.recovery import RecoveryConfig
+from nl_tracker_ros.recovery.policy import RecoveryPolicy, build_policy
+from nl_tracker_ros.state_machine import StateMachineConfig
+from nl_tracker_ros.track_types import EventKind, TrackState
+
+trk = pytest.importorskip('nl_tracker_ros.tracker')
+HELD = (TrackState.TRACKING, TrackState.REFOUND)
+
+
+@pytest.fixture(scope='module')
+def tracker():
+    torch.manual_seed(0)
+    cfg = RecoveryConfig(states=StateMachineConfig(grounding_timeout_s=0.3,
+                                                   search_timeout_s=0.3))
+    mc = get_preset('jointnlt-tiny')
+    policy = build_policy(cfg, mc.dim, mc.dim, 'cpu', random_init=True)
+    return trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu', recovery=policy)
+
+
+def frames(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_build_policy_off_gives_the_plain_tracker():
+    assert build_policy(RecoveryConfig(enabled=False), 8, 8) is None
+    assert isinstance(build_policy(RecoveryConfig(), 8, 8), RecoveryPolicy)
+
+
+def test_unmatched_description_searches_then_reports_not_found(tracker):
+    tracker.set_command('a purple giraffe on the roof', 0.0)
+    results = [tracker.update(im, 0.1 * (i + 1)) for i, im in enumerate(frames(6))]
+    kinds = [e.kind for r in results for e in r.events]
+    assert kinds == [EventKind.NOT_FOUND]        # random weights: nothing ever matches
+    assert results[-1].state == TrackState.GONE
+    assert all(r.box_xywh is None for r in results)
+    nf = [e for r in results for e in r.events][0]
+    assert 'not found' in nf.reason and nf.track_id == tracker.track_id
+
+
+def test_given_box_is_tracked_then_lost_without_moving_the_search_centre(tracker):
+    box = (30.0, 20.0, 40.0, 30.0)
+    tracker.set_command('the cup', 0.0, box_xywh=box, image_size=(128, 96))
+    results = [tracker.update(im, 0.1 * (i + 1)) for i, im in enumerate(frames(5, 1))]
+    assert results[0].events[0].kind == EventKind.ACQUIRED
+    assert results[0].events[0].box_xywh == box
+    lost = [r for r in results if any(e.kind == EventKind.LOST for e in r.events)]
+    assert lost and lost[0].events[0].box_xywh == box   # the last confident box: the given one
+    assert tracker.search_box_xywh == box
+    for r in results:
+        assert (r.box_xywh is None) == (r.state not in HELD)
+
+
+def test_switching_commands_every_frame_leaks_no_threads_or_state(tracker):
+    ims = frames(3, 2)
+    tracker.set_command('warm up', 0.0)
+    tracker.update(ims[0], 0.05)
+    threads = threading.active_count()
+    ids = []
+    for i in range(20):
+        ev = tracker.set_command(f'object number {i}', 0.1 * i)
+        ids.append(ev[0].track_id)
+        r = tracker.update(ims[i % 3], 0.1 * i + 0.05)
+        assert r.track_id == ids[-1] and r.state in (TrackState.GROUNDING, TrackState.TRACKING)
+    assert ids == list(range(ids[0], ids[0] + 20))
+    assert threading.active_count() == threads
+    gpo = tracker.recovery.recovery.switch.gpo_t
+    assert len(gpo._cache) <= 65                         # bounded cache
+    ev = tracker.set_command('', 3.0)
+    assert [e.kind for e in ev] == [EventKind.STOPPED]
+    assert tracker.recovery.state == TrackState.IDLE
