@@ -12,6 +12,7 @@ setup(
     license='MIT',
     python_requires='>=3.10',
     packages=find_packages(include=['nl_tracker_ros', 'nl_tracker_ros.*']),
+    package_data={'nl_tracker_ros': ['weights/*']},   # shipped weights and their recipes
     entry_points={
         'console_scripts': [
             'nl-tracker = nl_tracker_ros.cli:main',

@@ -263,7 +263,8 @@ def test_compact_preset_builds_and_runs():
     assert m.vision_proj.in_features == 96 and m.text_proj.in_features == 384
     with torch.no_grad():
         text = m.encode_text(torch.tensor([[101, 2711, 102]]), torch.ones(1, 3, dtype=torch.long))
-        g = m.ground(text, m.encode_image(torch.randn(1, 3, 320, 320)))
+        size = cfg.grounding_size
+        g = m.ground(text, m.encode_image(torch.randn(1, 3, size, size)))
     assert g.box_cxcywh.shape == (1, 4) and torch.isfinite(g.box_cxcywh).all()
 
 

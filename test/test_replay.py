@@ -73,7 +73,7 @@ def setup(tmp_path_factory):
 
 
 def test_deterministic_replay_matches_offline(setup):
-    from nl_tracker_ros.ros.node import build_node_tracker
+    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     from nl_tracker_ros.ros.params import configs_from_values
 
     weights, bag, player = setup
@@ -84,7 +84,7 @@ def test_deterministic_replay_matches_offline(setup):
     # The same tracker the node builds from the same parameters (recovery as configured there).
     configs = configs_from_values({'tracker.preset': 'jointnlt-tiny', 'tracker.device': 'cpu',
                                    'tracker.weights': str(weights)})
-    tracker = build_node_tracker(configs.tracker, configs.recovery)
+    tracker = build_tracker_with_recovery(configs.tracker, configs.recovery)
     offline = ev.run_sequence(tracker, seq, ev.EvalConfig(prefetch=0))
     assert [TrackState(s) for s in replayed.states] == [TrackState(s) for s in offline.states]
     # The node sends float32 boxes.

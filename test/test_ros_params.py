@@ -15,7 +15,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @dataclasses.dataclass(frozen=True)
 class Inner:
-    size: int = 3
+    size: int = 3                   # cells per side
+    # the names, in order
     names: tuple[str, ...] = ('a', 'b')
 
 
@@ -41,6 +42,10 @@ def test_specs_flatten_nested_fields_with_kinds_and_defaults():
     assert specs['p.inner.names'].kind == 'str_array'
     assert specs['p.inner.names'].default == ['a', 'b']
     assert not specs['p.rate'].read_only and specs['p.mode'].read_only
+    # descriptions come from the field comments (trailing or just above), else the name
+    assert specs['p.inner.size'].description == 'cells per side [int]'
+    assert specs['p.inner.names'].description == 'the names, in order [str_array]'
+    assert specs['p.rate'].description == 'Outer.rate [float]'
 
 
 def test_unsupported_field_type_is_a_config_error():

@@ -5,6 +5,7 @@ worker sees is deterministic; the lifecycle transitions are the real ones.
 """
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -205,5 +206,33 @@ def test_corrupt_weights_fail_configure_naming_the_file(context, tmp_path):
         node.trigger_configure()
         assert node.tracker is None
         assert str(bad) in node.configure_error and '\n' not in node.configure_error
+    finally:
+        node.destroy_node()
+
+
+def test_prefers_a_fresh_frame_only_when_the_next_is_due_soon(context):
+    node = node_mod.TrackerNode(context=context)
+    try:
+        node._interval = 1.0                      # a 1 Hz camera keeps the timing robust
+        old, new = frame(1), frame(2)
+
+        def wait(age: float, deliver_after: float | None = None) -> float:
+            now = time.monotonic()
+            node._frame = (old, now - age)
+            if deliver_after is not None:
+                def deliver():
+                    with node._cond:
+                        node._frame = (new, time.monotonic())
+                        node._cond.notify()
+                threading.Timer(deliver_after, deliver).start()
+            with node._cond:
+                node._wait_for_fresher_frame()
+            return time.monotonic() - now
+        assert wait(0.2) < 0.3 and node._frame[0] is old     # fresh enough: no wait
+        assert wait(1.2) < 0.3 and node._frame[0] is old     # next frame already late
+        took = wait(0.7, deliver_after=0.05)                 # next one due: wait for it
+        assert node._frame[0] is new and took < 0.35
+        took = wait(0.7)                                     # it never comes: bounded wait
+        assert node._frame[0] is old and 0.3 < took < 1.0
     finally:
         node.destroy_node()

@@ -56,30 +56,10 @@ def recovery_config(args: argparse.Namespace):
 
 
 def make_tracker(args: argparse.Namespace, recovery: bool):
-    """Build the tracker of ``args`` with the lost/re-found handling on or off.
-
-    Uses a ``recovery`` field of TrackerConfig when the tracker has one; otherwise builds the
-    recovery policy and hands it to ``build_tracker``.
-    """
-    from nl_tracker_ros import tracker as trk
-
-    cfg = tracker_config(args)
-    fields = {f.name for f in dataclasses.fields(cfg)}
-    if 'recovery' in fields:
-        rec = cfg.recovery
-        if getattr(args, 'recovery_config', None):
-            rec = recovery_config(args)
-        cfg = dataclasses.replace(cfg, recovery=dataclasses.replace(rec, enabled=recovery))
-        return trk.build_tracker(cfg, args.device)
-    if not recovery:
-        return trk.build_tracker(cfg, args.device)
+    """Build the tracker of ``args`` with the lost/re-found handling on or off."""
     try:
-        from nl_tracker_ros.model.config import get_preset
-        from nl_tracker_ros.recovery.policy import build_policy
+        from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     except ImportError:
         raise ConfigError(RECOVERY_UNAVAILABLE) from None
-    rec = dataclasses.replace(recovery_config(args), enabled=True)
-    dim = get_preset(cfg.preset).dim
-    device = trk.resolve_device(args.device or cfg.device)
-    policy = build_policy(rec, dim, dim, device)
-    return trk.build_tracker(cfg, str(device), recovery=policy)
+    rec = dataclasses.replace(recovery_config(args), enabled=recovery)
+    return build_tracker_with_recovery(tracker_config(args), rec, args.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-HELP = 'Evaluate the tracker offline on dataset folders or bags; JSON, plots, overlays.'
+HELP = 'evaluate the tracker offline on dataset folders or bags: JSON, plots, overlays'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-HELP = 'Replay bags through the tracker node over ROS 2 and score its answers; JSON, plots.'
+HELP = 'replay bags through the tracker node over ROS 2 and score its answers'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

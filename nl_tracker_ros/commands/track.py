@@ -5,7 +5,7 @@ import argparse
 import pathlib
 import sys
 
-HELP = 'Track a described target in a video, image folder or bag; write boxes and an overlay.'
+HELP = 'track a described target in a video, image folder or bag: boxes and an overlay'
 
 
 def _box(text: str) -> tuple[float, ...]:

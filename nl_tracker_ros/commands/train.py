@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = 'Train the joint grounding-and-tracking model on dataset folders; resumable.'
+HELP = 'train the joint grounding-and-tracking model on dataset folders (resumable)'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

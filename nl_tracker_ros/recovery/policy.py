@@ -101,3 +101,21 @@ def build_policy(config: RecoveryConfig, feat_dim: int, text_dim: int,
         return None
     rec = build_recovery(config, feat_dim, text_dim, device, random_init)
     return RecoveryPolicy(rec, config.states)
+
+
+def build_tracker_with_recovery(tracker_config, recovery_config: RecoveryConfig | None = None,
+                                device: str | None = None):
+    """The Tracker with its lost/re-found handling, as the node and the commands build it.
+
+    ``device`` overrides ``tracker_config.device`` ('auto' = cuda if available, else cpu).
+    Without a RecoveryConfig, or with ``enabled: false``, it is the plain joint model.
+    """
+    from nl_tracker_ros import tracker as trk
+    from nl_tracker_ros.model.config import get_preset
+
+    if recovery_config is None or not recovery_config.enabled:
+        return trk.build_tracker(tracker_config, device)
+    resolved = trk.resolve_device(device or tracker_config.device)
+    dim = get_preset(tracker_config.preset).dim
+    policy = build_policy(recovery_config, dim, dim, resolved)
+    return trk.build_tracker(tracker_config, str(resolved), recovery=policy)

@@ -43,6 +43,7 @@ from nl_tracker_ros.boxes import validate_box_xywh
 from nl_tracker_ros.errors import ConfigError, InputError, TrackerError
 from nl_tracker_ros.msg import TrackedTarget, TrackerStatus
 from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
+from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
 from nl_tracker_ros.ros import image as imconv
 from nl_tracker_ros.ros.convert import event_msg, stamp_to_sec, target_msg
 from nl_tracker_ros.ros.params import ParamSpec, configs_from_values, node_specs
@@ -148,7 +149,7 @@ class TrackerNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Build the tracker (loads weights) and create topics, service and worker."""
         try:
-            self.tracker = build_node_tracker(self.tracker_config, self.recovery_config)
+            self.tracker = build_tracker_with_recovery(self.tracker_config, self.recovery_config)
             self.device = str(getattr(self.tracker, 'device', self.tracker_config.device))
         except Exception as exc:  # one line for the user, whatever the loader raised
             text = str(exc).splitlines()[0] if str(exc) else ''
@@ -483,23 +484,6 @@ class TrackerNode(LifecycleNode):
         self._interval = 0.0
         self.last_latency_s = float('nan')
         self._pub_target = self._pub_events = self._pub_status = self._pub_debug = None
-
-
-def build_node_tracker(tracker_config, recovery_config=None):
-    """The tracker with its lost/re-found handling, as ``nl-tracker track`` builds it.
-
-    The device is ``tracker.device`` ('auto' = cuda if available, else cpu). With a separate
-    RecoveryConfig that is enabled, its policy is built for the preset's feature width.
-    """
-    from nl_tracker_ros import tracker as trk
-    if recovery_config is None or not recovery_config.enabled:
-        return trk.build_tracker(tracker_config)
-    from nl_tracker_ros.model.config import get_preset
-    from nl_tracker_ros.recovery.policy import build_policy
-    device = trk.resolve_device(tracker_config.device)
-    dim = get_preset(tracker_config.preset).dim
-    policy = build_policy(recovery_config, dim, dim, device)
-    return trk.build_tracker(tracker_config, str(device), recovery=policy)
 
 
 def debug_image(rgb: np.ndarray, result, header: Header) -> Image:

@@ -9,7 +9,9 @@ lost/re-found handling's under ``recovery.``, nested fields joined by dots
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pathlib
+import re
 import types
 import typing
 from typing import Any, Literal
@@ -105,6 +107,31 @@ def _leaf_kind(tp: Any, name: str) -> tuple[str, tuple, bool]:
     raise ConfigError(f'{name}: cannot map type {tp!r} to a ROS parameter')
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> its comment in the class source (trailing, or the lines just above).
+
+    Config dataclasses document fields with comments; the node shows them as parameter
+    descriptions. Empty when the source is not available.
+    """
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out, above = {}, []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith('#'):
+            above.append(stripped.lstrip('#').strip())
+            continue
+        m = re.match(r'\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$', line)
+        if m and not stripped.startswith(('def ', 'return', '@')):
+            text = ' '.join(above + ([m.group(2)] if m.group(2) else []))
+            if text:
+                out.setdefault(m.group(1), text)
+        above = []
+    return out
+
+
 def _default_of(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default
@@ -121,6 +148,7 @@ def param_specs(cls: type, prefix: str = '', live: frozenset = frozenset(),
     parameters that may change at run time (all others are read-only).
     """
     hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
     specs = []
     for field in dataclasses.fields(cls):
         if not field.init:
@@ -141,9 +169,9 @@ def param_specs(cls: type, prefix: str = '', live: frozenset = frozenset(),
             default, optional = None, True
         if kind == 'float' and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)
-        help_text = field.metadata.get('help') or field.metadata.get('doc') or ''
-        where = help_text or f'{cls.__name__}.{field.name}'
-        desc = f'{where} [{tp}]'
+        help_text = (field.metadata.get('help') or field.metadata.get('doc')
+                     or comments.get(field.name, ''))
+        desc = f"{help_text or f'{cls.__name__}.{field.name}'} [{kind}]"
         specs.append(ParamSpec(name, kind, default, desc, choices, optional, name not in live))
     return specs
 
