@@ -46,7 +46,8 @@ def from_dict(cls: type[T], data: dict | None, where: str = '') -> T:
     if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
-        raise ConfigError(f'{where or cls.__name__}: expected a mapping, got {type(data).__name__}')
+        raise ConfigError(f'{where or cls.__name__}: expected a mapping, '
+                          f'got {type(data).__name__}')
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

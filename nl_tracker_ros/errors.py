@@ -1,4 +1,4 @@
-"""Exception types raised by the core; messages are one line, naming the thing and what was expected."""
+"""Exception types of the core; messages are one line naming the thing and what was expected."""
 
 
 class TrackerError(Exception):

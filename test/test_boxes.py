@@ -23,8 +23,8 @@ def test_iou_hand_cases():
     assert boxes.iou_xywh([0, 0, 10, 10], [20, 20, 5, 5]) == 0.0
     assert boxes.iou_xywh([0, 0, 0, 10], [0, 0, 0, 10]) == 0.0
     # Broadcast: one box against three.
-    got = boxes.iou_xywh(np.array([0, 0, 4, 4]), np.array([[0, 0, 4, 4], [2, 2, 4, 4],
-                                                         [0, 0, 2, 2]]))
+    others = np.array([[0, 0, 4, 4], [2, 2, 4, 4], [0, 0, 2, 2]])
+    got = boxes.iou_xywh(np.array([0, 0, 4, 4]), others)
     np.testing.assert_allclose(got, [1.0, 4 / 28, 4 / 16])
 
 
