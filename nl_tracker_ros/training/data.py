@@ -27,6 +27,7 @@ from nl_tracker_ros.sequence import Sequence
 from nl_tracker_ros.text import TextTokenizer
 
 log = logging.getLogger(__name__)
+_JITTER_TRIES = 10   # draws of the search jitter before falling back to the true box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,9 +170,17 @@ class SequenceSamples:
         crops, boxes = [], []
         for s in search:
             img = frame if s == g else seq.load_frame(s)
-            sbox = jitter_box(seq.boxes_xywh[s], sc.search_center_jitter,
-                              sc.search_scale_jitter, rng)
-            crop = pp.crop_and_resize(img, sbox, mc.search_factor, mc.search_size, sc.pad)
+            for _ in range(_JITTER_TRIES):
+                sbox = jitter_box(seq.boxes_xywh[s], sc.search_center_jitter,
+                                  sc.search_scale_jitter, rng)
+                crop = pp.crop_and_resize(img, sbox, mc.search_factor, mc.search_size, sc.pad)
+                # A crop jittered wholly off the frame has no unpadded token: the model
+                # refuses it, so draw the jitter again.
+                if not crop.pad_mask[::mc.stride, ::mc.stride].all():
+                    break
+            else:
+                crop = pp.crop_and_resize(img, seq.boxes_xywh[s], mc.search_factor,
+                                          mc.search_size, sc.pad)
             crops.append(crop)
             boxes.append(crop.geometry.frame_to_norm_cxcywh(seq.boxes_xywh[s]))
         return Sample(
