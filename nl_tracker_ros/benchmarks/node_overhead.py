@@ -127,7 +127,7 @@ def measure_overhead(frames: int) -> None:
     from nl_tracker_ros.msg import TrackedTarget
     from nl_tracker_ros.ros import image as imconv
     from nl_tracker_ros.ros.convert import target_msg
-    from nl_tracker_ros.ros.node import RESULT_QOS
+    from nl_tracker_ros.ros.qos import RESULT_QOS
     from nl_tracker_ros.track_types import TrackResult, TrackState
 
     _one_thread()
@@ -196,7 +196,7 @@ def measure_latency(seconds: float, model_ms: float, rate: float,
     from std_msgs.msg import String
 
     from nl_tracker_ros.msg import TrackedTarget, TrackerStatus
-    from nl_tracker_ros.ros.node import RESULT_QOS
+    from nl_tracker_ros.ros.qos import RESULT_QOS
 
     env = dict(os.environ, ROS_DOMAIN_ID=os.environ.get('ROS_DOMAIN_ID',
                                                         str(100 + os.getpid() % 30)))

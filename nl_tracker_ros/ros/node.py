@@ -34,7 +34,6 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -47,6 +46,7 @@ from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
 from nl_tracker_ros.ros import image as imconv
 from nl_tracker_ros.ros.convert import event_msg, stamp_to_sec, target_msg
 from nl_tracker_ros.ros.params import ParamSpec, configs_from_values, node_specs
+from nl_tracker_ros.ros.qos import COMMAND_QOS, EVENT_QOS, RESULT_QOS, image_qos
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackState
 
 NODE_NAME = 'tracker_node'
@@ -60,23 +60,6 @@ _PARAM_TYPES = {
     'float_array': ParameterType.PARAMETER_DOUBLE_ARRAY,
     'str_array': ParameterType.PARAMETER_STRING_ARRAY,
 }
-
-
-def image_qos(name: str) -> QoSProfile:
-    """QoS of the image subscription: 'sensor_data' (best effort) or 'reliable', depth 1."""
-    reliability = (ReliabilityPolicy.BEST_EFFORT if name == 'sensor_data'
-                   else ReliabilityPolicy.RELIABLE)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
-                      durability=DurabilityPolicy.VOLATILE)
-
-
-COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                        reliability=ReliabilityPolicy.RELIABLE)
-EVENT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                       reliability=ReliabilityPolicy.RELIABLE)
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:

@@ -29,7 +29,7 @@ from typing import Callable, Literal
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
@@ -40,11 +40,9 @@ from nl_tracker_ros.msg import TrackedTarget
 from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
 from nl_tracker_ros.ros.convert import sec_to_stamp, stamp_to_sec
 from nl_tracker_ros.ros.image import rgb_to_raw
+from nl_tracker_ros.ros.qos import COMMAND_QOS
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState
 
-RELIABLE_LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                              reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                            reliability=ReliabilityPolicy.RELIABLE)
 ANSWER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
@@ -93,7 +91,7 @@ class Player:
         n.create_subscription(TrackedTarget, 'target', self._on_target, ANSWER_QOS)
         n.create_subscription(TrackEventMsg, 'events', self.events.append, ANSWER_QOS)
         self.image_pub = n.create_publisher(Image, 'image', IMAGE_OUT_QOS)
-        self.command_pub = n.create_publisher(String, 'command', RELIABLE_LATCHED)
+        self.command_pub = n.create_publisher(String, 'command', COMMAND_QOS)
         self.clock_pub = n.create_publisher(Clock, '/clock', 10) if config.publish_clock \
             else None
 
