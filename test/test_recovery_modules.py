@@ -142,13 +142,22 @@ def test_region_round_trip_and_geometry():
 
 
 def test_recovery_local_and_search_give_frame_boxes():
-    rec = build_recovery(SMALL, D, D, random_init=True)
+    # keep_head_iou 0.5: the winner does not overlap the model's box, so it is reported
+    cfg = dataclasses.replace(SMALL, proposals=dataclasses.replace(SMALL.proposals,
+                                                                   keep_head_iou=0.5))
+    rec = build_recovery(cfg, D, D, random_init=True)
     assert rec.uses_switch
     rec.start(text_features(), torch.randn(1, 4, D))
     region = Region(100.0, 50.0, 160.0, 160.0)
     res = rec.local(head(), region)
     # the corner maps put the top proposal at cells (1, 1)-(5, 6) of 8: map to the frame
     assert res.box_xywh == pytest.approx((120.0, 70.0, 80.0, 100.0), abs=1e-3)
+    # the default keep_head_iou 0 always reports the model's own (soft-argmax) box
+    own = build_recovery(SMALL, D, D, random_init=True)
+    own.start(text_features(), torch.randn(1, 4, D))
+    mine = own.local(head(), region)
+    assert mine.box_xywh == pytest.approx((236.0, 186.0, 16.0, 16.0), abs=1e-3)
+    assert 0.0 <= mine.score <= 1.0
     assert 0.0 <= res.score <= 1.0 and np.isfinite(res.similarity)
     assert res.proposals_xywh.shape[1] == 4 and len(res.similarities) == len(res.proposals_xywh)
     ev = res.evidence()

@@ -22,7 +22,7 @@ class ProposalConfig:
     pair_consistency: float = 1.0   # exponent of the min/max mass ratio penalising mixed pairs
     nms_iou: float = 0.7            # proposals overlapping a better one more than this are dropped
     min_size: float = 0.02          # smallest box side, as a fraction of the crop
-    keep_head_iou: float = 0.5      # report the model's box if the winner overlaps it this much
+    keep_head_iou: float = 0.0      # report the model's box when winner IoU >= this (0: always)
 
     def __post_init__(self):
         if self.top_k < 1 or self.peaks < 1:
