@@ -27,6 +27,7 @@ from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
 from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss,
                                             roi_foreground_target, selector_loss)
 from nl_tracker_ros.recovery.tsr import GuidedSelector, sliding_windows
+from nl_tracker_ros.training.loss import cxcywh_to_xyxy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +46,9 @@ class RecoveryLossWeights:
 
 def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of normalised boxes (..., 4) cxcywh, broadcast."""
-    a1, a2 = a[..., :2] - a[..., 2:] / 2, a[..., :2] + a[..., 2:] / 2
-    b1, b2 = b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2
-    inter = (torch.minimum(a2, b2) - torch.maximum(a1, b1)).clamp_min(0).prod(-1)
+    ax, bx = cxcywh_to_xyxy(a), cxcywh_to_xyxy(b)
+    inter = (torch.minimum(ax[..., 2:], bx[..., 2:])
+             - torch.maximum(ax[..., :2], bx[..., :2])).clamp_min(0).prod(-1)
     union = a[..., 2:].prod(-1) + b[..., 2:].prod(-1) - inter
     return inter / union.clamp_min(1e-12)
 
