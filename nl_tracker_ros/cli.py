@@ -12,7 +12,7 @@ import sys
 
 from nl_tracker_ros.errors import TrackerError
 
-SUBCOMMANDS = ('demo', 'track', 'eval', 'replay', 'scenes', 'train', 'bench')
+SUBCOMMANDS = ('demo', 'track', 'eval', 'replay', 'scenes', 'train', 'train-recovery', 'bench')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog='nl-tracker', description='Language-guided tracking: demo, evaluation, training.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f'nl_tracker_ros.commands.{name}')
+        module = importlib.import_module(f"nl_tracker_ros.commands.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_module=module)

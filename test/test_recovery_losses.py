@@ -129,10 +129,42 @@ def test_recovery_loss_trains_switch_and_selector_on_a_toy_scene():
         loss, stats = recovery_loss(sw, sel, feats, gt, words, None, None, w, gen)
         loss.backward()
         opt.step()
-    assert set(stats) == {'triplet', 'part_diversity', 'proto_diversity', 'foreground',
-                          'selector', 'loss'}
+    assert set(stats) == {'triplet', 'absolute', 'part_diversity', 'proto_diversity',
+                          'foreground', 'selector', 'loss'}
     assert loss.item() < 0.6 * first.item()
     with torch.no_grad():   # the switch now prefers each target over its frame's background
         text, _ = sw.embed_text(words)
         sims, _ = sw(feats, boxes, text)
         assert (sims[:, 0] > sims[:, 1:].max(1).values).all()
+
+
+def test_hard_negatives_are_used_first_unless_they_overlap_the_target():
+    from nl_tracker_ros.recovery.training import box_iou_cxcywh, sample_proposals
+    gt = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]])
+    far = torch.tensor([[0.8, 0.8, 0.2, 0.2]])
+    on_target = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
+    boxes, ious = sample_proposals(gt, 3, torch.Generator().manual_seed(0),
+                                   hard=[far, on_target])
+    assert box_iou_cxcywh(boxes[0, 1], far[0]) > 0.7          # the distractor, jittered
+    assert (ious[:, 1:] < 0.3).all()                           # never the target itself
+    assert (box_iou_cxcywh(boxes[1, 1:], on_target[0]) < 0.3).all()
+
+
+def test_absent_samples_only_push_their_regions_down():
+    from nl_tracker_ros.recovery.training import RecoveryLossWeights, recovery_loss
+    torch.manual_seed(0)
+    d, s = 8, 8
+    sw = AdaptiveRetrievalSwitch(d, d, dim=16, roi_size=3, fg_classifiers=2, parts=2,
+                                 local_prototypes=2, heads=2, gpo_dim=8)
+    feats = torch.randn(2, d, s, s)
+    words = torch.randn(2, 3, d)
+    gt = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.6, 0.6, 0.3, 0.3]])
+    w = RecoveryLossWeights(negatives=2, selector=0.0)
+    none = torch.zeros(2, dtype=torch.bool)
+    loss, stats = recovery_loss(sw, None, feats, gt, words, weights=w, present=none)
+    assert stats['triplet'] == 0.0 and 'selector' not in stats
+    loss.backward()    # still a gradient: the negatives' hinge and the (empty) foreground
+    assert sw.vis_in.weight.grad is not None and sw.vis_in.weight.grad.abs().sum() > 0
+    _, both = recovery_loss(sw, None, feats, gt, words, weights=w,
+                            present=torch.tensor([True, False]))
+    assert both['triplet'] > 0.0

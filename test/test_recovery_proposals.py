@@ -101,3 +101,31 @@ def test_bad_shapes_raise_input_error():
         corner_proposals(torch.rand(1, S, S), torch.rand(1, S, S + 1))
     with pytest.raises(InputError):
         corner_proposals(torch.rand(S, S), torch.rand(S, S))
+
+
+def skewed(x0, y0, lean):
+    """A broad corner map: its mode at (x0, y0), a long tail leaning ``lean`` cells away."""
+    g = torch.arange(S, dtype=torch.float32)
+    gx, gy = torch.meshgrid(g, g, indexing='xy')
+    h = torch.exp(-((gx - x0) ** 2 + (gy - y0) ** 2) / 2.0)
+    h += 0.5 * torch.exp(-((gx - x0 - lean) ** 2 + (gy - y0 - lean) ** 2) / 8.0)
+    return (h / h.sum()).unsqueeze(0)
+
+
+def soft_argmax(h):
+    g = torch.arange(S, dtype=torch.float32)
+    return float((h[0].sum(0) * g).sum()) / S, float((h[0].sum(1) * g).sum()) / S
+
+
+def test_a_broad_unimodal_map_gives_the_heads_own_box_not_a_shrunk_one():
+    # corner maps whose tails lean outwards (tl up-left, br down-right), as trained heads do
+    tl, br = skewed(6, 6, -2.5), skewed(13, 13, 2.5)
+    p = corner_proposals(tl, br, top_k=3)
+    x1, y1 = soft_argmax(tl)
+    x2, y2 = soft_argmax(br)
+    c = p.boxes_cxcywh[0, 0]
+    assert float(c[2]) == pytest.approx(x2 - x1, abs=1e-4)
+    assert float(c[3]) == pytest.approx(y2 - y1, abs=1e-4)
+    assert float(c[0]) == pytest.approx((x1 + x2) / 2, abs=1e-4)
+    xy, _ = corner_peaks(tl, 4, 3)
+    assert float(xy[0, 0, 0]) == pytest.approx(x1, abs=1e-4)   # the expectation, not the mode

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--no-recovery', action='store_true', help='only the plain tracker')
     args = ap.parse_args(argv)
     from nl_tracker_ros.recovery.config import RecoveryConfig
-    from nl_tracker_ros.recovery.policy import build_policy
+    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     from nl_tracker_ros.scenes.writer import generate
     from nl_tracker_ros.tracker import TrackerConfig, build_tracker
 
@@ -57,11 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.threads:
         torch.set_num_threads(n)
         plain = build_tracker(cfg, 'cpu')
-        dim = plain.model.dim
         variants = [('plain', plain)]
-        if not args.no_recovery:
-            policy = build_policy(RecoveryConfig(), dim, dim, 'cpu')
-            variants.append(('recovery', build_tracker(cfg, 'cpu', recovery=policy)))
+        if not args.no_recovery:   # the shipped switch with the shipped weights
+            variants.append(('recovery', build_tracker_with_recovery(cfg, RecoveryConfig(),
+                                                                     'cpu')))
         for name, tracker in variants:
             r = time_tracker(tracker, frames, seq.text)
             stages = '  '.join(f'{k} {v:.1f}' for k, v in r['stages'].items())

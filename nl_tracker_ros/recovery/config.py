@@ -37,7 +37,7 @@ class SwitchConfig:
     """Adaptive retrieval switch (AdaRS): matches proposals against the description."""
 
     enabled: bool = True            # false: score from the heatmap only (no trained switch)
-    weights: str = ''               # safetensors file of the switch and selector ('' = none)
+    weights: str = ''               # switch + selector safetensors ('' = shipped, if any)
     dim: int = 256                  # joint embedding width
     roi_size: int = 7               # RoIAlign output cells per side for each proposal
     fg_classifiers: int = 8         # N learnable key-value foreground classifiers (eq. 1-3)
@@ -45,7 +45,7 @@ class SwitchConfig:
     local_prototypes: int = 4       # L local semantic prototypes (eq. 7-16)
     heads: int = 4                  # attention heads of the part-aware cross-attention
     gpo_dim: int = 32               # GPO positional-encoding and GRU width
-    heatmap_weight: float = 0.3     # share of the heatmap confidence in the score (rest: AdaRS)
+    heatmap_weight: float = 0.0     # share of the heatmap confidence in the score (rest: AdaRS)
 
     def __post_init__(self):
         if not 0.0 <= self.heatmap_weight <= 1.0:

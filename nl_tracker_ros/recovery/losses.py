@@ -59,11 +59,12 @@ def foreground_loss(fg_logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return F.binary_cross_entropy_with_logits(fg_logits, target)
 
 
-def selector_loss(logits: torch.Tensor, ious: torch.Tensor, pos_iou: float = 0.5,
-                  neg_iou: float = 0.3, samples: int = 64,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """BCE on up to ``samples`` windows, half positives (IoU >= pos_iou) and half negatives
-    (IoU < neg_iou) where available; windows in between are ignored.
+def selector_samples(ious: torch.Tensor, pos_iou: float = 0.5, neg_iou: float = 0.3,
+                     samples: int = 64, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of up to ``samples`` windows, half positives (IoU >= pos_iou) and half negatives
+    (IoU < neg_iou) where available (windows in between are ignored), and their 0/1 targets.
+    Picking before scoring lets the selector run on the chosen windows only.
     """
     pos = (ious >= pos_iou).nonzero().squeeze(1)
     neg = (ious < neg_iou).nonzero().squeeze(1)
@@ -75,8 +76,15 @@ def selector_loss(logits: torch.Tensor, ious: torch.Tensor, pos_iou: float = 0.5
 
     pos = pick(pos, samples // 2)
     neg = pick(neg, samples - len(pos))
-    idx = torch.cat([pos, neg])
+    target = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).to(ious)
+    return torch.cat([pos, neg]), target
+
+
+def selector_loss(logits: torch.Tensor, ious: torch.Tensor, pos_iou: float = 0.5,
+                  neg_iou: float = 0.3, samples: int = 64,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """BCE of window logits (W,) on the windows ``selector_samples`` picks."""
+    idx, target = selector_samples(ious, pos_iou, neg_iou, samples, generator)
     if len(idx) == 0:
         return logits.sum() * 0.0
-    target = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).to(logits)
-    return F.binary_cross_entropy_with_logits(logits[idx], target)
+    return F.binary_cross_entropy_with_logits(logits[idx], target.to(logits))

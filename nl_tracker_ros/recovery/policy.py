@@ -103,18 +103,35 @@ def build_policy(config: RecoveryConfig, feat_dim: int, text_dim: int,
     return RecoveryPolicy(rec, config.states)
 
 
+def shipped_switch(preset: str):
+    """The switch weights shipped for ``preset``'s shipped model weights (None when none).
+
+    They were fitted on that model's features, so they go only with those model weights.
+    """
+    from nl_tracker_ros.model.checkpoint import SHIPPED_DIR
+    path = SHIPPED_DIR / f'{preset}.switch.safetensors'
+    return path if path.is_file() else None
+
+
 def build_tracker_with_recovery(tracker_config, recovery_config: RecoveryConfig | None = None,
                                 device: str | None = None):
     """The Tracker with its lost/re-found handling, as the node and the commands build it.
 
     ``device`` overrides ``tracker_config.device`` ('auto' = cuda if available, else cpu).
-    Without a RecoveryConfig, or with ``enabled: false``, it is the plain joint model.
+    Without a RecoveryConfig, or with ``enabled: false``, it is the plain joint model. With no
+    ``switch.weights`` and the shipped model weights, the shipped switch weights are used.
     """
     from nl_tracker_ros import tracker as trk
     from nl_tracker_ros.model.config import get_preset
 
     if recovery_config is None or not recovery_config.enabled:
         return trk.build_tracker(tracker_config, device)
+    sw = recovery_config.switch
+    if sw.enabled and not sw.weights and not tracker_config.weights:
+        path = shipped_switch(tracker_config.preset)
+        if path is not None:
+            recovery_config = dataclasses.replace(
+                recovery_config, switch=dataclasses.replace(sw, weights=str(path)))
     resolved = trk.resolve_device(device or tracker_config.device)
     dim = get_preset(tracker_config.preset).dim
     policy = build_policy(recovery_config, dim, dim, resolved)

@@ -4,9 +4,11 @@ The corner head gives two independent softmax maps, top-left and bottom-right (B
 box is their soft-argmax, which lands between two modes when two objects compete. Here:
 
 1. Peaks: local maxima of each map (max-pool NMS over ``peak_window`` cells), the ``peaks``
-   strongest. Each peak's position is refined by a soft-argmax inside its window, in the head's
-   convention (cell i -> i / S, as STARK's corner predictor), so a unimodal map gives the model's
-   own box back.
+   strongest. Each peak's position is the soft-argmax over its *basin*: the cells nearer to it
+   than to any other peak holding ``min_peak_mass``, in the head's convention (cell i -> i / S,
+   as STARK's corner predictor). A unimodal map thus gives exactly the model's own box back.
+   (A soft-argmax inside the peak's window alone shrank boxes: a corner's probability leans
+   into the object, so its mode lies inside the box while its tail reaches the true corner.)
 2. Peak score = probability *mass* inside the window rather than the raw peak value: the mass
    is high only when the map is both peaked and concentrated (sharp), and unlike the peak value
    it does not halve when the corner falls between two cells.
@@ -48,12 +50,13 @@ def sharpness(heatmap: torch.Tensor) -> torch.Tensor:
     return 1.0 - ent / math.log(p.shape[1])
 
 
-def corner_peaks(heatmap: torch.Tensor, count: int, window: int
+def corner_peaks(heatmap: torch.Tensor, count: int, window: int, min_mass: float = 0.0
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the ``count`` strongest local maxima of maps (B, S, S).
 
-    Returns (xy (B, count, 2) normalised coordinates, mass (B, count)); fewer real peaks than
-    ``count`` are padded with zero mass.
+    Returns (xy (B, count, 2) normalised coordinates, mass in the peak's window (B, count));
+    the position is the soft-argmax over the peak's basin among the peaks holding at least
+    ``min_mass``. Fewer real peaks than ``count`` are padded with zero mass.
     """
     b, s, _ = heatmap.shape
     h = heatmap.unsqueeze(1)                                               # (B, 1, S, S)
@@ -61,21 +64,34 @@ def corner_peaks(heatmap: torch.Tensor, count: int, window: int
     pooled = F.max_pool2d(h, window, 1, pad)
     area = float(window * window)
     mass = F.avg_pool2d(h, window, 1, pad, count_include_pad=True) * area  # (B, 1, S, S)
-    grid = torch.arange(s, dtype=h.dtype, device=h.device)
-    gx = grid.view(1, 1, 1, s).expand_as(h)
-    gy = grid.view(1, 1, s, 1).expand_as(h)
-    mx = F.avg_pool2d(h * gx, window, 1, pad, count_include_pad=True) * area
-    my = F.avg_pool2d(h * gy, window, 1, pad, count_include_pad=True) * area
     peak = (h >= pooled) & (h > 0)
     key = torch.where(peak, mass, torch.full_like(mass, -1.0)).flatten(1)  # (B, S*S)
     k = min(count, s * s)
     top, idx = key.topk(k, dim=1)
     m = mass.flatten(1).gather(1, idx).clamp(0, 1)
-    denom = mass.flatten(1).gather(1, idx).clamp_min(1e-12)
-    x = mx.flatten(1).gather(1, idx) / denom / s
-    y = my.flatten(1).gather(1, idx) / denom / s
     m = torch.where(top < 0, torch.zeros_like(m), m)
-    xy = torch.stack([x, y], -1)
+    # basins: every cell goes to the nearest peak that holds enough mass (the strongest peak
+    # always counts, so a map with one weak peak still has a basin)
+    grid = torch.arange(s, dtype=h.dtype, device=h.device)
+    cells = torch.stack(torch.meshgrid(grid, grid, indexing='xy'), -1).view(1, 1, s * s, 2)
+    centre = torch.stack([idx % s, idx // s], -1).to(h.dtype).unsqueeze(2)  # (B, k, 1, 2)
+    d2 = ((cells - centre) ** 2).sum(-1)                                   # (B, k, S*S)
+    counts = (m >= min_mass) & (m > 0)
+    counts[:, 0] |= m[:, 0] > 0
+    d2 = torch.where(counts.unsqueeze(2), d2, torch.full_like(d2, math.inf))
+    owner = d2.argmin(1, keepdim=True)                                     # (B, 1, S*S)
+    member = (owner == torch.arange(k, device=h.device).view(1, k, 1)) & counts.unsqueeze(2)
+    w = member * heatmap.flatten(1).unsqueeze(1)                           # (B, k, S*S)
+    total = w.sum(-1, keepdim=True)
+    xy = (w.unsqueeze(-1) * cells).sum(2) / total.clamp_min(1e-12) / s    # (B, k, 2)
+    # a peak without a basin (too weak) keeps its window's soft-argmax
+    gx = grid.view(1, 1, 1, s).expand_as(h)
+    gy = grid.view(1, 1, s, 1).expand_as(h)
+    mx = F.avg_pool2d(h * gx, window, 1, pad, count_include_pad=True) * area
+    my = F.avg_pool2d(h * gy, window, 1, pad, count_include_pad=True) * area
+    denom = mass.flatten(1).gather(1, idx).clamp_min(1e-12)
+    local = torch.stack([mx.flatten(1).gather(1, idx), my.flatten(1).gather(1, idx)], -1)
+    xy = torch.where(counts.unsqueeze(-1), xy, local / denom.unsqueeze(-1) / s)
     if k < count:
         xy = F.pad(xy, (0, 0, 0, count - k))
         m = F.pad(m, (0, count - k))
@@ -91,8 +107,8 @@ def corner_proposals(heatmap_tl: torch.Tensor, heatmap_br: torch.Tensor, top_k: 
             or heatmap_tl.shape[1] != heatmap_tl.shape[2]:
         raise InputError(f'corner heatmaps: expected two (B, S, S) maps, got '
                          f'{tuple(heatmap_tl.shape)} and {tuple(heatmap_br.shape)}')
-    tl, m_tl = corner_peaks(heatmap_tl.float(), peaks, peak_window)  # (B, P, 2), (B, P)
-    br, m_br = corner_peaks(heatmap_br.float(), peaks, peak_window)
+    tl, m_tl = corner_peaks(heatmap_tl.float(), peaks, peak_window, min_peak_mass)  # (B, P, 2)
+    br, m_br = corner_peaks(heatmap_br.float(), peaks, peak_window, min_peak_mass)
     x1, y1 = tl[..., 0].unsqueeze(2), tl[..., 1].unsqueeze(2)       # (B, P, 1)
     x2, y2 = br[..., 0].unsqueeze(1), br[..., 1].unsqueeze(1)       # (B, 1, P)
     a, b = m_tl.unsqueeze(2), m_br.unsqueeze(1)

@@ -8,11 +8,16 @@ grounding images (``HeadOutput.features``), the target boxes and the description
                                 text.pad_mask, template_tokens, RecoveryLossWeights(), gen)
 
 Per sample it draws one positive proposal (the target box, jittered, IoU >= 0.7) and
-``negatives`` background proposals (IoU < 0.3), then sums:
+``negatives`` background proposals (IoU < 0.3; the given hard negatives, such as the boxes of
+look-alike distractors, first), then sums:
 
 - VSE++ triplet ranking (hardest negative) between positive regions and descriptions, where a
   description's negatives are the other samples' positives *and* its own frame's background
   proposals (what the switch must reject at run time: distractors and background);
+- an absolute hinge that puts the target above ``pos_floor`` and its frame's background and
+  distractors below ``neg_ceiling`` for the sample's own description: the state machine
+  thresholds the similarity itself, so ranking within a batch is not enough. Samples whose
+  target is not in the input (``present`` false) contribute only this negative part;
 - the two diversity losses (eq. 17 on the part maps, eq. 18 on the local prototype maps);
 - the foreground BCE of every proposal's memory map against the target box (eq. 20);
 - the selector's BCE on windows sampled over the map, positives by IoU with the target.
@@ -22,10 +27,11 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
 from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss,
-                                            roi_foreground_target, selector_loss)
+                                            roi_foreground_target, selector_samples)
 from nl_tracker_ros.recovery.tsr import GuidedSelector, sliding_windows
 from nl_tracker_ros.training.loss import cxcywh_to_xyxy
 
@@ -36,6 +42,9 @@ class RecoveryLossWeights:
 
     triplet: float = 1.0
     margin: float = 0.2              # VSE++ margin
+    absolute: float = 1.0            # hinge on the similarity itself
+    pos_floor: float = 0.6           # the target's similarity should reach this
+    neg_ceiling: float = 0.2         # background and distractors should stay below this
     part_diversity: float = 0.1      # eq. 17
     proto_diversity: float = 0.1     # eq. 18
     foreground: float = 1.0          # eq. 20
@@ -53,11 +62,14 @@ def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp_min(1e-12)
 
 
-def sample_proposals(gt: torch.Tensor, negatives: int, generator: torch.Generator
+def sample_proposals(gt: torch.Tensor, negatives: int, generator: torch.Generator,
+                     hard: list[torch.Tensor] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per target box (B, 4): one jittered positive then ``negatives`` background boxes.
 
-    Returns (boxes (B, 1 + negatives, 4) cxcywh in [0, 1], IoU with the target (B, 1 + n)).
+    ``hard`` (per sample, (m, 4) cxcywh) are negatives to use first (slightly jittered), such as
+    distractor boxes; those overlapping the target (IoU >= 0.3) are skipped. Returns (boxes
+    (B, 1 + negatives, 4) cxcywh in [0, 1], IoU with the target (B, 1 + n)).
     """
     b = len(gt)
     out = torch.empty(b, 1 + negatives, 4)
@@ -71,6 +83,16 @@ def sample_proposals(gt: torch.Tensor, negatives: int, generator: torch.Generato
                 break
         out[i, 0] = j
         k = 1
+        own = hard[i].detach().float().cpu() if hard is not None and len(hard[i]) else None
+        if own is not None:
+            for n in torch.randperm(len(own), generator=generator).tolist():
+                if k > negatives:
+                    break
+                h = own[n].clone()
+                h[:2] += (torch.rand(2, generator=generator) - 0.5) * 0.1 * h[2:]
+                if box_iou_cxcywh(h, g) < 0.3:
+                    out[i, k] = h
+                    k += 1
         for _ in range(200 * negatives):
             if k > negatives:
                 break
@@ -93,40 +115,59 @@ def recovery_loss(switch: AdaptiveRetrievalSwitch, selector: GuidedSelector | No
                   text_pad: torch.Tensor | None = None,
                   template_tokens: torch.Tensor | None = None,
                   weights: RecoveryLossWeights = RecoveryLossWeights(),
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-    """Total loss and its parts for features (B, C, S, S) with targets (B, 4) cxcywh."""
+                  generator: torch.Generator | None = None,
+                  hard: list[torch.Tensor] | None = None,
+                  present: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Total loss and its parts for features (B, C, S, S) with targets (B, 4) cxcywh.
+
+    ``hard``: per sample (m, 4) cxcywh hard negatives; ``present`` (B,) bool: False where the
+    target is not in the input (its ``gt_cxcywh`` row is then ignored).
+    """
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     b = features.shape[0]
-    boxes, _ = sample_proposals(gt_cxcywh, weights.negatives, gen)       # (B, 1+n, 4)
+    if present is None:
+        present = torch.ones(b, dtype=torch.bool, device=features.device)
+    present = present.to(features.device).bool()
+    # an absent target is placed off the map: its foreground target is empty everywhere
+    gt = torch.where(present[:, None], gt_cxcywh, gt_cxcywh.new_tensor([-2.0, -2.0, 0.1, 0.1]))
+    boxes, _ = sample_proposals(gt, weights.negatives, gen, hard)          # (B, 1+n, 4)
     k = boxes.shape[1]
     text, _ = switch.embed_text(text_tokens, text_pad)                   # (B, D)
     emb, aux = switch.embed_regions(switch.roi_features(features, boxes))  # (B*k, D)
     emb = emb.view(b, k, -1)
-    pos = emb[:, 0]                                                       # (B, D)
-    # a description's candidates: every positive of the batch + its own frame's background
-    scores_pos = text @ pos.t()                                           # (text, region)
     scores_bg = torch.einsum('bd,bnd->bn', text, emb[:, 1:])              # (B, n)
-    diag = scores_pos.diag()
-    eye = torch.eye(b, dtype=torch.bool, device=features.device)
-    worst = torch.cat([scores_pos.masked_fill(eye, -2.0), scores_bg], 1).max(1).values
-    cost_text = (weights.margin + worst - diag).clamp_min(0)
-    if b > 1:
-        other = scores_pos.masked_fill(eye, -2.0).max(0).values           # hardest text
-        cost_region = (weights.margin + other - diag).clamp_min(0)
-    else:
-        cost_region = torch.zeros_like(cost_text)
-    triplet = (cost_text + cost_region).mean()
-    fg_target = roi_foreground_target(boxes.reshape(-1, 4),
-                                      gt_cxcywh.repeat_interleave(k, 0), switch.roi_size)
+    p = present.nonzero().squeeze(1)
+    zero = features.new_zeros(())
+    triplet = zero
+    absolute = (scores_bg - weights.neg_ceiling).clamp_min(0).mean()
+    if len(p):
+        # a description's candidates: every present positive of the batch + its own background
+        scores_pos = text[p] @ emb[p, 0].t()                              # (text, region)
+        diag = scores_pos.diag()
+        eye = torch.eye(len(p), dtype=torch.bool, device=features.device)
+        worst = torch.cat([scores_pos.masked_fill(eye, -2.0), scores_bg[p]], 1).max(1).values
+        cost_text = (weights.margin + worst - diag).clamp_min(0)
+        if len(p) > 1:
+            other = scores_pos.masked_fill(eye, -2.0).max(0).values       # hardest text
+            cost_region = (weights.margin + other - diag).clamp_min(0)
+        else:
+            cost_region = torch.zeros_like(cost_text)
+        triplet = (cost_text + cost_region).mean()
+        absolute = absolute + (weights.pos_floor - diag).clamp_min(0).mean()
+    fg_target = roi_foreground_target(boxes.reshape(-1, 4), gt.repeat_interleave(k, 0),
+                                      switch.roi_size)
     parts = {
         'triplet': triplet,
+        'absolute': absolute,
         'part_diversity': diversity_loss(aux.part_attn),
         'proto_diversity': diversity_loss(aux.proto_attn[:, 1:]),
         'foreground': foreground_loss(aux.fg_logits, fg_target),
     }
-    if selector is not None and weights.selector > 0:
-        parts['selector'] = _selector_term(selector, features, gt_cxcywh, text_tokens,
-                                           text_pad, template_tokens, weights, gen)
+    if selector is not None and weights.selector > 0 and len(p):
+        tpl = template_tokens[p] if template_tokens is not None else None
+        pad = text_pad[p] if text_pad is not None else None
+        parts['selector'] = _selector_term(selector, features[p], gt[p], text_tokens[p],
+                                           pad, tpl, weights, gen)
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     stats = {name: float(value.detach()) for name, value in parts.items()}
     stats['loss'] = float(total.detach())
@@ -148,6 +189,7 @@ def _selector_term(selector, features, gt, tokens, pad, template, weights, gen):
         cells = torch.cat([xyxy, torch.cat([extra[:, :2] - extra[:, 2:] / 2,
                                             extra[:, :2] + extra[:, 2:] / 2], 1)])
         ious = torch.cat([ious, ious.new_ones(1)])
-        logits = selector(features[i:i + 1], cells, guide[i])
-        losses.append(selector_loss(logits, ious, samples=weights.windows, generator=gen))
+        idx, target = selector_samples(ious, samples=weights.windows, generator=gen)
+        logits = selector(features[i:i + 1], cells[idx], guide[i])
+        losses.append(F.binary_cross_entropy_with_logits(logits, target.to(logits)))
     return torch.stack(losses).mean()

@@ -399,6 +399,29 @@ class _TargetStats:
         return FrameTruth(image, box, False, False, False, frac)
 
 
+def distractor_boxes(plan: ScenePlan, t: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (xywh px) of the distractors in frame ``t``, ignoring what is drawn over them.
+
+    The look-alikes the target must be told apart from (hard negatives for the retrieval
+    switch); distractors outside the frame are left out.
+    """
+    r = plan.recipe
+    out = []
+    for lay in plan.layers:
+        if lay.role != 'distractor' or (p := _patch(lay, t)) is None:
+            continue
+        _, alpha, x0, y0 = p
+        ys, xs = np.nonzero(alpha >= 0.5)
+        if len(xs) == 0:
+            continue
+        box = _clip(x0 + int(xs.min()), y0 + int(ys.min()), int(xs.max() - xs.min()) + 1,
+                    int(ys.max() - ys.min()) + 1, r.width, r.height)
+        if box is not None:
+            fx0, fy0, fx1, fy1 = box
+            out.append((fx0, fy0, fx1 - fx0, fy1 - fy0))
+    return out
+
+
 def _target_truth(layers, tgt, t, width, height, min_visible):
     """Ground truth of the target at frame ``t`` from the masks alone (no drawing)."""
     stats = None

@@ -1,0 +1,234 @@
+"""Fit the AdaRS switch and the TSR selector on the frozen joint model (``nl-tracker
+train-recovery``).
+
+Samples come straight from the scene generator, so nothing is read from disk: each scene's
+tracker is started on its description with the frame-1 box, then on sampled frames
+
+- a local step around the target (jittered as the tracker's own error would, or centred on a
+  distractor, as after a drift) gives the relation-encoder features of a search crop, as the
+  switch sees them while tracking;
+- a global step gives them for the whole frame, as a whole-frame search sees them.
+
+Each sample keeps the target box (or "not in the input") and the distractors' boxes, in the
+input's normalised coordinates: the distractors are the hard negatives. The joint model is
+frozen, so features are computed once; the switch and selector then train over the cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from nl_tracker_ros.errors import ConfigError
+from nl_tracker_ros.recovery.config import RecoveryConfig
+from nl_tracker_ros.recovery.switch import Region, build_modules
+from nl_tracker_ros.recovery.training import RecoveryLossWeights, recovery_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Data and schedule of ``fit_recovery``."""
+
+    scenes: int = 200               # generated scenes to draw samples from
+    seed: int = 2                   # scene seed (the joint model trained on 0-1; held out: 10000+)
+    preset: str = 'train'           # scene recipe mix
+    width: int = 320
+    height: int = 240
+    frames_per_scene: int = 12      # sampled frames per scene (each: one local or global sample)
+    global_share: float = 0.3       # share of whole-frame samples
+    drift_share: float = 0.25       # share of local samples centred on a distractor
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    threads: int = 0                # torch CPU threads; 0 = torch's default
+    loss: RecoveryLossWeights = RecoveryLossWeights()
+
+    def __post_init__(self):
+        for name in ('scenes', 'frames_per_scene', 'steps', 'batch_size'):
+            if getattr(self, name) < 1:
+                raise ConfigError(f'fit.{name}: expected >= 1, got {getattr(self, name)}')
+        for name in ('global_share', 'drift_share'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f'fit.{name}: expected 0..1, got {getattr(self, name)}')
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureSample:
+    """One cached input of the switch: features and boxes in its normalised coordinates."""
+
+    features: torch.Tensor          # (C, S, S) relation-encoder features (fp16)
+    target: torch.Tensor            # (4,) cxcywh; ignored where not ``present``
+    present: bool                   # the target's centre lies inside the input
+    hard: torch.Tensor              # (m, 4) cxcywh distractors inside the input
+    text: torch.Tensor              # (L, D) the model's text tokens
+    text_pad: torch.Tensor          # (L,) True at padding
+    template: torch.Tensor          # (Nt, D) template tokens
+    kind: str                       # 'local' or 'global'
+
+
+def _inside(boxes_cxcywh: np.ndarray) -> np.ndarray:
+    c = boxes_cxcywh[:, :2]
+    return ((c > 0) & (c < 1)).all(1)
+
+
+def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | None = None
+            ) -> list[FeatureSample]:
+    """Run the frozen joint model over generated scenes; see the module docstring."""
+    from nl_tracker_ros.scenes import distractor_boxes, get_mix, plan_scene, render_scene
+
+    mix = get_mix(config.preset)
+    rng = np.random.default_rng([config.seed, 7])
+    samples: list[FeatureSample] = []
+    for i in range(config.scenes):
+        recipe = mix.sample(np.random.default_rng([config.seed, i, 0]), config.width,
+                            config.height, None)
+        plan = plan_scene(recipe, config.seed, i)
+        frames = list(render_scene(plan))
+        visible = [t for t, f in enumerate(frames) if f.box_xywh is not None]
+        if len(visible) < 2:
+            continue
+        t0 = visible[0]
+        tracker.set_command(plan.text, 0.0, box_xywh=frames[t0].box_xywh)
+        tracker.update(frames[t0].image, 0.0)          # template from the true box
+        text = tracker.text_features
+        pad = text.pad_mask if text.pad_mask is not None else torch.zeros(
+            text.tokens.shape[:2], dtype=torch.bool)
+        picks = rng.choice(np.arange(t0 + 1, len(frames)),
+                           min(config.frames_per_scene, len(frames) - t0 - 1), replace=False)
+        last = frames[t0].box_xywh
+        for t in sorted(picks.tolist()):
+            f = frames[t]
+            last = f.box_xywh or _last_visible(frames, t) or last
+            others = distractor_boxes(plan, t)
+            if rng.random() < config.global_share:
+                step = tracker.global_step(f.image)
+                kind = 'global'
+            else:
+                centre = last
+                if others and rng.random() < config.drift_share:
+                    centre = others[int(rng.integers(len(others)))]
+                step = tracker.local_step(f.image, _jitter(centre, rng))
+                kind = 'local'
+            region = Region.from_geometry(step.geometry)
+            tgt = (region.to_input(np.array([f.box_xywh]))[0] if f.box_xywh is not None
+                   else np.array([-2.0, -2.0, 0.1, 0.1]))
+            hard = region.to_input(np.array(others)) if others else np.zeros((0, 4))
+            samples.append(FeatureSample(
+                features=step.head.features[0].detach().to(torch.float16).cpu(),
+                target=torch.as_tensor(tgt, dtype=torch.float32),
+                present=bool(f.box_xywh is not None and _inside(tgt[None])[0]),
+                hard=torch.as_tensor(hard[_inside(hard)], dtype=torch.float32),
+                text=text.tokens[0].detach().float().cpu(),
+                text_pad=pad[0].detach().bool().cpu(),
+                template=tracker.template_tokens[0].detach().float().cpu(),
+                kind=kind))
+        if progress:
+            progress(i + 1, config.scenes)
+    tracker.reset()
+    return samples
+
+
+def _last_visible(frames, t):
+    for f in reversed(frames[:t]):
+        if f.box_xywh is not None:
+            return f.box_xywh
+    return None
+
+
+def _jitter(box, rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """The search centre the tracker would have: the box moved by a fraction of its size."""
+    x, y, w, h = (float(v) for v in box)
+    dx, dy = rng.normal(0.0, 0.25, 2) * (w, h)
+    s = float(np.exp(rng.normal(0.0, 0.1)))
+    return (x + dx + w * (1 - s) / 2, y + dy + h * (1 - s) / 2, w * s, h * s)
+
+
+def _batch(samples: list[FeatureSample]):
+    feats = torch.stack([s.features.float() for s in samples])
+    target = torch.stack([s.target for s in samples])
+    present = torch.tensor([s.present for s in samples])
+    length = max(len(s.text) for s in samples)
+    text = torch.zeros(len(samples), length, samples[0].text.shape[1])
+    pad = torch.ones(len(samples), length, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        text[i, :len(s.text)] = s.text
+        pad[i, :len(s.text)] = s.text_pad
+    template = torch.stack([s.template for s in samples])
+    return feats, target, present, [s.hard for s in samples], text, pad, template
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    switch: torch.nn.Module
+    retrieval: torch.nn.Module
+    curve: list[dict]          # per logged step: step, loss parts
+
+
+def fit_recovery(samples: list[FeatureSample], recovery: RecoveryConfig, feat_dim: int,
+                 text_dim: int, config: FitConfig, seed: int = 0, log_every: int = 50,
+                 progress: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train freshly initialised switch and selector modules on cached samples."""
+    if not samples:
+        raise ConfigError('fit: no samples (every scene lacked a visible target)')
+    torch.manual_seed(seed)
+    switch, retrieval = build_modules(recovery, feat_dim, text_dim)
+    params = list(switch.parameters()) + list(retrieval.selector.parameters())
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warm = max(1, config.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(   # linear warm-up, then cosine to zero
+        opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * i / config.steps)))
+    gen = torch.Generator().manual_seed(seed)
+    switch.train()
+    retrieval.train()
+    curve, acc = [], {}
+    for step in range(1, config.steps + 1):
+        idx = torch.randint(len(samples), (min(config.batch_size, len(samples)),),
+                            generator=gen).tolist()
+        feats, target, present, hard, text, pad, template = _batch([samples[i] for i in idx])
+        loss, stats = recovery_loss(switch, retrieval.selector, feats, target, text, pad,
+                                    template, config.loss, gen, hard, present)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        for k, v in stats.items():
+            acc[k] = acc.get(k, 0.0) + v
+        if step % log_every == 0 or step == config.steps:
+            n = log_every if step % log_every == 0 else step % log_every
+            row = {'step': step, **{k: v / n for k, v in acc.items()}}
+            curve.append(row)
+            acc = {}
+            if progress:
+                progress(step, row)
+    switch.eval()
+    retrieval.eval()
+    return FitResult(switch, retrieval, curve)
+
+
+@torch.no_grad()
+def separation(switch, samples: list[FeatureSample]) -> dict:
+    """How well similarities split targets from distractors and background on ``samples``.
+
+    Returns the target similarities and the best non-target similarity per sample (hard
+    negatives and a ring of background boxes), for choosing thresholds.
+    """
+    pos, neg = [], []
+    gen = torch.Generator().manual_seed(123)
+    from nl_tracker_ros.recovery.training import sample_proposals
+    for s in samples:
+        tgt = s.target if s.present else torch.tensor([-2.0, -2.0, 0.1, 0.1])
+        boxes, _ = sample_proposals(tgt[None], 4, gen, [s.hard])
+        text, _ = switch.embed_text(s.text[None], s.text_pad[None])
+        sims, _ = switch(s.features[None].float(), boxes, text)
+        if s.present:
+            pos.append(float(sims[0, 0]))
+        neg.append(float(sims[0, 1:].max()))
+    return {'target': np.array(pos), 'best_other': np.array(neg)}

@@ -1,0 +1,98 @@
+"""Fitting the switch: samples from generated scenes, a short fit, weights the tracker loads."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nl_tracker_ros import tracker as trk
+from nl_tracker_ros.errors import ConfigError
+from nl_tracker_ros.model.config import get_preset
+from nl_tracker_ros.recovery import RecoveryConfig, build_recovery
+from nl_tracker_ros.recovery.fit import FitConfig, collect, fit_recovery, separation
+from nl_tracker_ros.recovery.switch import save_weights
+from nl_tracker_ros.scenes import distractor_boxes, get_mix, plan_scene
+
+SMALL = RecoveryConfig()
+SMALL = dataclasses.replace(
+    SMALL, switch=dataclasses.replace(SMALL.switch, dim=32, heads=2, gpo_dim=8),
+    search=dataclasses.replace(SMALL.search, dim=32, heads=2))
+
+
+def test_distractor_boxes_sit_on_the_distractors_of_frame_one():
+    recipe = get_mix('heldout').sample(np.random.default_rng([3, 0, 0]), 320, 240, 20)
+    plan = plan_scene(recipe, 3, 0)
+    boxes = distractor_boxes(plan, 0)
+    assert len(boxes) >= 1
+    centres = np.array([(x + w / 2, y + h / 2) for x, y, w, h in boxes])
+    for seen in plan.seen:      # every object seen in frame 1 that is not the target
+        if seen.area > 0:
+            assert np.hypot(*(centres - (seen.cx, seen.cy)).T).min() < 0.35 * seen.area ** 0.5
+    for x, y, w, h in boxes:
+        assert x >= 0 and y >= 0 and x + w <= 320 and y + h <= 240 and w > 0 and h > 0
+
+
+@pytest.fixture(scope='module')
+def samples():
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    cfg = FitConfig(scenes=2, seed=4, preset='heldout', frames_per_scene=6, global_share=0.5)
+    return collect(tracker, cfg)
+
+
+def test_collect_gives_features_and_boxes_in_the_input_frame(samples):
+    assert 6 <= len(samples) <= 12
+    assert {s.kind for s in samples} == {'local', 'global'}
+    for s in samples:
+        assert s.features.dim() == 3 and s.features.dtype == torch.float16
+        assert s.hard.shape[1:] == (4,) and s.text.shape[0] == s.text_pad.shape[0]
+        if s.present:
+            assert ((s.target[:2] > 0) & (s.target[:2] < 1)).all() and (s.target[2:] > 0).all()
+        for h in s.hard:
+            assert 0 < h[0] < 1 and 0 < h[1] < 1
+    assert any(s.present for s in samples)
+
+
+def test_fit_writes_weights_the_recovery_loads(samples, tmp_path):
+    dim = get_preset('jointnlt-tiny').dim
+    cfg = FitConfig(steps=3, batch_size=4)
+    res = fit_recovery(samples, SMALL, dim, dim, cfg, log_every=1)
+    assert [r['step'] for r in res.curve] == [1, 2, 3]
+    assert all(np.isfinite(r['loss']) for r in res.curve)
+    path = tmp_path / 'switch.safetensors'
+    save_weights(path, res.switch, res.retrieval)
+    rec = build_recovery(dataclasses.replace(
+        SMALL, switch=dataclasses.replace(SMALL.switch, weights=str(path))), dim, dim)
+    assert rec.uses_switch
+    got = rec.switch.state_dict()
+    for k, v in res.switch.state_dict().items():
+        assert torch.equal(got[k], v)
+    sep = separation(res.switch, samples)
+    assert len(sep['target']) == sum(s.present for s in samples)
+    assert len(sep['best_other']) == len(samples)
+    assert np.all(np.abs(sep['best_other']) <= 1.0 + 1e-5)
+
+
+def test_fit_config_checks_its_values():
+    with pytest.raises(ConfigError, match='fit.steps'):
+        FitConfig(steps=0)
+    with pytest.raises(ConfigError, match='fit.global_share'):
+        FitConfig(global_share=1.5)
+
+
+def test_shipped_switch_goes_with_the_shipped_model_only(tmp_path, monkeypatch):
+    from nl_tracker_ros.model import checkpoint
+    from nl_tracker_ros.model.jointnlt import build_model
+    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
+    from nl_tracker_ros.recovery.switch import build_modules
+    dim = get_preset('jointnlt-tiny').dim
+    monkeypatch.setattr(checkpoint, 'SHIPPED_DIR', tmp_path)
+    save_weights(tmp_path / 'jointnlt-tiny.switch.safetensors',
+                 *build_modules(RecoveryConfig(), dim, dim))
+    shipped = build_tracker_with_recovery(trk.TrackerConfig(preset='jointnlt-tiny'),
+                                          RecoveryConfig(), 'cpu')
+    assert shipped.recovery.recovery.uses_switch
+    own = tmp_path / 'own.safetensors'     # other model weights: the shipped switch does not fit
+    checkpoint.save_weights(build_model(get_preset('jointnlt-tiny')), own)
+    other = build_tracker_with_recovery(
+        trk.TrackerConfig(preset='jointnlt-tiny', weights=str(own)), RecoveryConfig(), 'cpu')
+    assert not other.recovery.recovery.uses_switch
