@@ -26,7 +26,8 @@ import torch
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.recovery.config import RecoveryConfig
 from nl_tracker_ros.recovery.switch import Region, build_modules
-from nl_tracker_ros.recovery.training import RecoveryLossWeights, recovery_loss
+from nl_tracker_ros.recovery.training import (RecoveryLossWeights, recovery_loss,
+                                              sample_proposals)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ def _batch(samples: list[FeatureSample]):
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
+    """Fitted modules (eval mode) and the logged loss parts."""
+
     switch: torch.nn.Module
     retrieval: torch.nn.Module
     curve: list[dict]          # per logged step: step, loss parts
@@ -222,7 +225,6 @@ def separation(switch, samples: list[FeatureSample]) -> dict:
     """
     pos, neg = [], []
     gen = torch.Generator().manual_seed(123)
-    from nl_tracker_ros.recovery.training import sample_proposals
     for s in samples:
         tgt = s.target if s.present else torch.tensor([-2.0, -2.0, 0.1, 0.1])
         boxes, _ = sample_proposals(tgt[None], 4, gen, [s.hard])
