@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
 from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss, roi_foreground_target,
-                                            selector_loss, triplet_ranking_loss)
+                                            selector_samples, triplet_ranking_loss)
 
 
 def test_triplet_zero_when_positives_beat_negatives_by_the_margin():
@@ -52,17 +52,18 @@ def test_foreground_loss_is_bce():
     assert foreground_loss(logits, torch.tensor([[0.0, 1.0]])) > 5
 
 
-def test_selector_loss_samples_and_ignores_the_middle():
+def test_selector_samples_balance_and_ignore_the_middle():
     ious = torch.tensor([0.9, 0.6, 0.4, 0.1, 0.0])
-    perfect = torch.tensor([10.0, 10.0, -99.0, -10.0, -10.0])   # the ignored window is wrong
-    assert selector_loss(perfect, ious) < 1e-3
-    wrong = -perfect
-    assert selector_loss(wrong, ious) > 5
+    idx, target = selector_samples(ious)
+    assert idx.tolist() == [0, 1, 3, 4]                  # 0.4 lies between the two bounds
+    assert target.tolist() == [1.0, 1.0, 0.0, 0.0]
     g = torch.Generator().manual_seed(0)
     many = torch.rand(500)
-    loss = selector_loss(torch.zeros(500), many, samples=16, generator=g)
-    assert loss.item() == pytest.approx(F.softplus(torch.tensor(0.0)).item())   # log 2
-    assert selector_loss(torch.zeros(2), torch.tensor([0.4, 0.45])).item() == 0
+    idx, target = selector_samples(many, samples=16, generator=g)
+    assert len(idx) == 16 and target.sum() == 8          # half positives when there are enough
+    assert (many[idx[target == 1]] >= 0.5).all() and (many[idx[target == 0]] < 0.3).all()
+    idx, target = selector_samples(torch.tensor([0.4, 0.45]))
+    assert len(idx) == 0 and len(target) == 0
 
 
 def test_switch_learns_a_toy_matching_problem():

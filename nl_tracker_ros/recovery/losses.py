@@ -7,7 +7,8 @@
   prototypes should look at different places / words).
 - ``foreground_loss``: eq. 20, BCE of the memory's foreground map against the cells of the RoI
   that fall inside the ground-truth box (``roi_foreground_target``).
-- ``selector_loss``: BCE of the selector on sampled windows, positives by IoU with the target.
+- ``selector_samples``: the windows the selector's BCE is taken on, positives by IoU with the
+  target (``training.recovery_loss`` scores only those).
 """
 from __future__ import annotations
 
@@ -78,13 +79,3 @@ def selector_samples(ious: torch.Tensor, pos_iou: float = 0.5, neg_iou: float = 
     neg = pick(neg, samples - len(pos))
     target = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).to(ious)
     return torch.cat([pos, neg]), target
-
-
-def selector_loss(logits: torch.Tensor, ious: torch.Tensor, pos_iou: float = 0.5,
-                  neg_iou: float = 0.3, samples: int = 64,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """BCE of window logits (W,) on the windows ``selector_samples`` picks."""
-    idx, target = selector_samples(ious, pos_iou, neg_iou, samples, generator)
-    if len(idx) == 0:
-        return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logits[idx], target.to(logits))
