@@ -175,7 +175,8 @@ def measure_overhead(frames: int) -> None:
         rclpy.try_shutdown()
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (NaN when it cannot be read)."""
     try:
         with open(f'/proc/{pid}/status') as f:
             for line in f:
@@ -259,7 +260,7 @@ def measure_latency(seconds: float, model_ms: float, rate: float,
             if now - start < warmup:
                 latencies.clear()
             if now >= next_rss:
-                rss.append((now - start, _rss_mb(proc.pid)))
+                rss.append((now - start, rss_mb(proc.pid)))
                 next_rss += 1.0
             ex.spin_once(timeout_sec=0.05)
         stop.set()

@@ -13,11 +13,12 @@ and the thread count before and after (a leak shows as growth).
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import threading
 
 import numpy as np
 
+from nl_tracker_ros.benchmarks.node_overhead import rss_mb
 from nl_tracker_ros.track_types import EventKind
 
 
@@ -43,12 +44,6 @@ def run_scene(tracker, frames, text: str, fps: float = 30.0) -> dict:
             not_found = i / fps
     tracker.reset()
     return {'frames': len(frames), 'boxes': boxes, 'best_score': best, 'not_found_s': not_found}
-
-
-def rss_mb() -> float:
-    """Current resident memory in MB (Linux /proc)."""
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
           + (f', median {np.median(delays):.2f} s after the command' if delays else ''))
 
     frames, text = last
-    before_rss, before_threads = rss_mb(), threading.active_count()
+    before_rss, before_threads = rss_mb(os.getpid()), threading.active_count()
     for i in range(args.switch_frames):
         tracker.set_command(text if i % 2 else unmatched_description(plan, rng), i / 30.0)
         tracker.update(frames[i % len(frames)], i / 30.0)
         if i == 49:    # after warm-up: allocator pools and caches are filled
-            before_rss, before_threads = rss_mb(), threading.active_count()
+            before_rss, before_threads = rss_mb(os.getpid()), threading.active_count()
     print(f'command switched on each of {args.switch_frames} frames: RSS {before_rss:.0f} -> '
-          f'{rss_mb():.0f} MB (from frame 50), threads {before_threads} -> '
+          f'{rss_mb(os.getpid()):.0f} MB (from frame 50), threads {before_threads} -> '
           f'{threading.active_count()}')
     return 0
 

@@ -103,10 +103,9 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
             text.tokens.shape[:2], dtype=torch.bool)
         picks = rng.choice(np.arange(t0 + 1, len(frames)),
                            min(config.frames_per_scene, len(frames) - t0 - 1), replace=False)
-        last = frames[t0].box_xywh
         for t in sorted(picks.tolist()):
             f = frames[t]
-            last = f.box_xywh or _last_visible(frames, t) or last
+            last = f.box_xywh or _last_visible(frames, t)    # t > t0: frame t0 is visible
             others = distractor_boxes(plan, t)
             if rng.random() < config.global_share:
                 step = tracker.global_step(f.image)

@@ -108,9 +108,8 @@ def shipped_switch(preset: str):
 
     They were fitted on that model's features, so they go only with those model weights.
     """
-    from nl_tracker_ros.model.checkpoint import SHIPPED_DIR
-    path = SHIPPED_DIR / f'{preset}.switch.safetensors'
-    return path if path.is_file() else None
+    from nl_tracker_ros.model.checkpoint import shipped_weights
+    return shipped_weights(f'{preset}.switch')
 
 
 def build_tracker_with_recovery(tracker_config, recovery_config: RecoveryConfig | None = None,

@@ -56,7 +56,8 @@ def corner_peaks(heatmap: torch.Tensor, count: int, window: int, min_mass: float
 
     Returns (xy (B, count, 2) normalised coordinates, mass in the peak's window (B, count));
     the position is the soft-argmax over the peak's basin among the peaks holding at least
-    ``min_mass``. Fewer real peaks than ``count`` are padded with zero mass.
+    ``min_mass`` (weaker peaks, which ``corner_proposals`` never pairs, get (0, 0)). Fewer real
+    peaks than ``count`` are padded with zero mass.
     """
     b, s, _ = heatmap.shape
     h = heatmap.unsqueeze(1)                                               # (B, 1, S, S)
@@ -84,14 +85,7 @@ def corner_peaks(heatmap: torch.Tensor, count: int, window: int, min_mass: float
     w = member * heatmap.flatten(1).unsqueeze(1)                           # (B, k, S*S)
     total = w.sum(-1, keepdim=True)
     xy = (w.unsqueeze(-1) * cells).sum(2) / total.clamp_min(1e-12) / s    # (B, k, 2)
-    # a peak without a basin (too weak) keeps its window's soft-argmax
-    gx = grid.view(1, 1, 1, s).expand_as(h)
-    gy = grid.view(1, 1, s, 1).expand_as(h)
-    mx = F.avg_pool2d(h * gx, window, 1, pad, count_include_pad=True) * area
-    my = F.avg_pool2d(h * gy, window, 1, pad, count_include_pad=True) * area
-    denom = mass.flatten(1).gather(1, idx).clamp_min(1e-12)
-    local = torch.stack([mx.flatten(1).gather(1, idx), my.flatten(1).gather(1, idx)], -1)
-    xy = torch.where(counts.unsqueeze(-1), xy, local / denom.unsqueeze(-1) / s)
+    xy = xy * counts.unsqueeze(-1)     # a peak below min_mass has no basin and no position
     if k < count:
         xy = F.pad(xy, (0, 0, 0, count - k))
         m = F.pad(m, (0, count - k))
