@@ -20,10 +20,10 @@ import pathlib
 import sys
 from typing import Iterator, NamedTuple
 
-import cv2
 import numpy as np
 
 from nl_tracker_ros.errors import InputError, TrackerError
+from nl_tracker_ros.ros import image as imconv
 from nl_tracker_ros.sequence import Sequence
 
 IMAGE_TOPIC = '/camera/image_raw'
@@ -343,51 +343,17 @@ def _why(exc: Exception) -> str:
 
 
 def decode_image(msg) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from a sensor_msgs Image or CompressedImage message."""
+    """RGB uint8 (H, W, 3) from a sensor_msgs Image or CompressedImage message.
+
+    The same conversion as the node's (``ros.image``); bags may hold encodings the
+    camera driver wrote in any case ('8uc3'), so the encoding is matched case-insensitively.
+    """
     if hasattr(msg, 'format'):   # CompressedImage
-        buf = np.asarray(msg.data, dtype=np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-        if img is None:
-            raise InputError(f'cannot decode compressed image (format {msg.format!r})')
-        return _to_rgb(img, 'bgr')
-    h, w, step, enc = int(msg.height), int(msg.width), int(msg.step), str(msg.encoding).lower()
-    layouts = {'rgb8': (3, 1, 'rgb'), 'bgr8': (3, 1, 'bgr'), 'rgba8': (4, 1, 'rgb'),
-               'bgra8': (4, 1, 'bgr'), 'mono8': (1, 1, 'gray'), '8uc1': (1, 1, 'gray'),
-               '8uc3': (3, 1, 'bgr'), 'mono16': (1, 2, 'gray'), '16uc1': (1, 2, 'gray'),
-               'yuv422': (2, 1, 'uyvy'), 'uyvy': (2, 1, 'uyvy'), 'yuv422_yuy2': (2, 1, 'yuyv'),
-               'yuyv': (2, 1, 'yuyv')}
-    if enc not in layouts:
-        raise InputError(f'unsupported image encoding {msg.encoding!r}; expected one of '
-                         f'{sorted(layouts)}')
-    ch, depth, order = layouts[enc]
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if h <= 0 or w <= 0 or step < w * ch * depth or data.size < step * h:
-        raise InputError(f'image data size mismatch: {data.size} bytes for {w}x{h} '
-                         f'{msg.encoding} with step {step}')
-    rows = data[:step * h].reshape(h, step)[:, :w * ch * depth]
-    if depth == 2:
-        dt = '>u2' if msg.is_bigendian else '<u2'
-        img = (rows.copy().view(dt).reshape(h, w) >> 8).astype(np.uint8)
-    else:
-        img = rows.reshape(h, w, ch) if ch > 1 else rows.reshape(h, w)
-    if order == 'uyvy':
-        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_YUV2RGB_UYVY)
-    if order == 'yuyv':
-        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_YUV2RGB_YUY2)
-    return _to_rgb(img, order)
-
-
-def _to_rgb(img: np.ndarray, order: str) -> np.ndarray:
-    if img.dtype != np.uint8:
-        img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        code = cv2.COLOR_BGRA2RGB if order == 'bgr' else cv2.COLOR_RGBA2RGB
-        return cv2.cvtColor(img, code)
-    if order == 'bgr':
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(img)
+        return imconv.compressed_to_rgb(msg.data)
+    enc = next((e for e in imconv.ENCODINGS if e.lower() == str(msg.encoding).lower()),
+               str(msg.encoding))
+    return imconv.raw_to_rgb(enc, int(msg.height), int(msg.width), int(msg.step), msg.data,
+                             int(msg.is_bigendian))
 
 
 class BagSequence:

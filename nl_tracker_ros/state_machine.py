@@ -84,7 +84,9 @@ class Counters:
     weak: int = 0                     # consecutive weak frames while tracking
     hits: int = 0                     # consecutive agreeing matches while grounding/searching
     candidate: Box | None = None      # box of the current match streak
-    phase_start: float = 0.0          # stamp when grounding or searching began
+    # frame stamp when grounding or searching began; NaN until the first frame after a
+    # command, so timeouts run on the frames' clock even when the command's differs
+    phase_start: float = math.nan
     last_search: float = -math.inf    # stamp of the last global search while GONE
     box_xywh: Box | None = None       # last confident box: the search centre
     acquired: bool = False            # the target was held at least once on this track
@@ -127,7 +129,7 @@ def command(state: TrackState, counters: Counters, text: str, stamp: float,
                                  'empty command: tracking stopped', counters.box_xywh),)
         return TrackState.IDLE, Counters(track_id=counters.track_id), events
     tid = counters.track_id + 1
-    new = Counters(track_id=tid, text=text, phase_start=stamp)
+    new = Counters(track_id=tid, text=text)
     events = [TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, tid, f'tracking "{text}"')]
     if box_xywh is not None:
         box = tuple(float(v) for v in box_xywh)
@@ -177,6 +179,9 @@ def _track(c: Counters, ev: Evidence, stamp: float, cfg: StateMachineConfig):
 
 def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
             cfg: StateMachineConfig):
+    if math.isnan(c.phase_start) or stamp < c.phase_start:
+        # the first frame of the phase, or the frames' clock went back (a looped bag)
+        c = dataclasses.replace(c, phase_start=stamp)
     if state == TrackState.GONE and ev.ran:
         c = dataclasses.replace(c, last_search=stamp)
     if state == TrackState.LOST:

@@ -162,6 +162,16 @@ class Tracker:
         with self._lock:
             return self._set_command(text, stamp, box_xywh, image_size)
 
+    def encode_text(self, text: str):
+        """The model's TextFeatures of ``text`` (as a command would get), state untouched."""
+        return self._encode(self.tokenizer(text))
+
+    def _encode(self, tokens):
+        ids = torch.from_numpy(tokens.ids[None]).to(self.device)    # (1, L)
+        mask = torch.from_numpy(tokens.mask[None]).to(self.device)  # (1, L)
+        with self._inference():
+            return self.model.encode_text(ids, mask)
+
     def _set_command(self, text, stamp, box_xywh, image_size) -> tuple[TrackEvent, ...]:
         if isinstance(text, str) and not text.strip():
             reason = ('empty command: tracking stopped' if self.state != TrackState.IDLE
@@ -178,10 +188,7 @@ class Tracker:
         except InputError as exc:
             return (TrackEvent(EventKind.COMMAND_REJECTED, stamp, self.track_id, str(exc)),)
         t0 = time.perf_counter()
-        ids = torch.from_numpy(tokens.ids[None]).to(self.device)    # (1, L)
-        mask = torch.from_numpy(tokens.mask[None]).to(self.device)  # (1, L)
-        with self._inference():
-            features = self.model.encode_text(ids, mask)
+        features = self._encode(tokens)
         if self.recovery is not None and self.state != TrackState.IDLE:
             self.recovery.begin(self.track_id, '', stamp, None)
         self._clear()

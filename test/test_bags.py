@@ -146,9 +146,12 @@ def test_decode_image_encodings():
              data=np.frombuffer(mono16.tobytes(), np.uint8))
     out = decode_image(m)
     assert out.shape == (3, 4, 3) and (out[..., 0] == (mono16 >> 8)).all()
-    with pytest.raises(InputError, match='unsupported image encoding'):
-        decode_image(_Msg(height=1, width=1, step=1, encoding='bayer_rggb8', is_bigendian=0,
-                          data=np.zeros(1, np.uint8)))
+    m = _Msg(height=3, width=4, step=12, encoding='8uc3', is_bigendian=0,  # any case
+             data=np.ascontiguousarray(rgb[..., ::-1]).ravel())
+    np.testing.assert_array_equal(decode_image(m), rgb)
+    with pytest.raises(InputError, match='unsupported encoding'):
+        decode_image(_Msg(height=1, width=1, step=4, encoding='32FC1', is_bigendian=0,
+                          data=np.zeros(4, np.uint8)))
     with pytest.raises(InputError, match='size mismatch'):
         decode_image(_Msg(height=3, width=4, step=12, encoding='rgb8', is_bigendian=0,
                           data=np.zeros(10, np.uint8)))

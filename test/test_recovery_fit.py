@@ -45,6 +45,10 @@ def test_collect_gives_features_and_boxes_in_the_input_frame(samples):
     for s in samples:
         assert s.features.dim() == 3 and s.features.dtype == torch.float16
         assert s.hard.shape[1:] == (4,) and s.text.shape[0] == s.text_pad.shape[0]
+        assert s.wrong_text.shape[1] == s.text.shape[1]
+        assert s.wrong_text.shape[0] == s.wrong_pad.shape[0]
+        n = min(len(s.text), len(s.wrong_text))   # another description: other tokens
+        assert not torch.equal(s.text[:n], s.wrong_text[:n])
         if s.present:
             assert ((s.target[:2] > 0) & (s.target[:2] < 1)).all() and (s.target[2:] > 0).all()
         for h in s.hard:
@@ -69,7 +73,25 @@ def test_fit_writes_weights_the_recovery_loads(samples, tmp_path):
     sep = separation(res.switch, samples)
     assert len(sep['target']) == sum(s.present for s in samples)
     assert len(sep['best_other']) == len(samples)
+    assert len(sep['wrong_text']) == len(sep['target'])
     assert np.all(np.abs(sep['best_other']) <= 1.0 + 1e-5)
+
+
+def test_contradicted_descriptions_never_fit_the_target():
+    from nl_tracker_ros.scenes.grammar import contradict, phrase
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for i in range(40):
+        recipe = get_mix('train').sample(np.random.default_rng([5, i, 0]), 320, 240, 20)
+        plan = plan_scene(recipe, 5, i)
+        spec = plan.target_seen.spec
+        d = contradict(plan.description, spec, rng)
+        fits = (d.noun == spec.kind and (not d.colour or d.colour == spec.colour)
+                and (not d.texture or d.texture == spec.texture))
+        assert not fits and not d.size and not d.position, (plan.text, d)
+        assert d.noun in phrase(d, rng)
+        kinds.add(spec.is_sprite)
+    assert kinds == {True, False}      # both sprites and shapes were contradicted
 
 
 def test_fit_config_checks_its_values():

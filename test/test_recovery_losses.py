@@ -130,8 +130,9 @@ def test_recovery_loss_trains_switch_and_selector_on_a_toy_scene():
         loss, stats = recovery_loss(sw, sel, feats, gt, words, None, None, w, gen)
         loss.backward()
         opt.step()
-    assert set(stats) == {'triplet', 'absolute', 'part_diversity', 'proto_diversity',
-                          'foreground', 'selector', 'loss'}
+    assert set(stats) == {'triplet', 'absolute', 'mismatch', 'part_diversity',
+                          'proto_diversity', 'foreground', 'selector', 'loss'}
+    assert stats['mismatch'] == 0.0      # no wrong descriptions given
     assert loss.item() < 0.6 * first.item()
     with torch.no_grad():   # the switch now prefers each target over its frame's background
         text, _ = sw.embed_text(words)
@@ -169,3 +170,42 @@ def test_absent_samples_only_push_their_regions_down():
     _, both = recovery_loss(sw, None, feats, gt, words, weights=w,
                             present=torch.tensor([True, False]))
     assert both['triplet'] > 0.0
+
+
+def test_mismatch_term_separates_a_description_from_one_its_target_does_not_fit():
+    """Targets are a shape pattern plus one of two colours; the wrong description names the
+    right shape with the other colour. Only the mismatch term asks for this distinction."""
+    from nl_tracker_ros.recovery.training import (RecoveryLossWeights, recovery_loss,
+                                                  sample_proposals)
+    torch.manual_seed(2)
+    d, s, b = 8, 8, 4
+    shape, colour = torch.randn(b, d), torch.randn(2, d)
+    which = torch.tensor([0, 1, 0, 1])
+    gt = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.3, 0.5],
+                       [0.25, 0.7, 0.3, 0.4]])
+    feats = 0.1 * torch.randn(b, d, s, s)
+    for i in range(b):
+        x1, y1 = ((gt[i, :2] - gt[i, 2:] / 2) * s).round().int().tolist()
+        x2, y2 = ((gt[i, :2] + gt[i, 2:] / 2) * s).round().int().tolist()
+        feats[i, :, y1:y2, x1:x2] += (shape[i] + colour[which[i]])[:, None, None]
+    words = torch.stack([shape, colour[which]], 1)
+    wrong = torch.stack([shape, colour[1 - which]], 1)
+    sw = AdaptiveRetrievalSwitch(d, d, dim=16, roi_size=3, fg_classifiers=2, parts=2,
+                                 local_prototypes=2, heads=2, gpo_dim=8)
+    opt = torch.optim.Adam(sw.parameters(), lr=3e-3)
+    w = RecoveryLossWeights(negatives=2, selector=0.0)
+    gen = torch.Generator().manual_seed(0)
+    first = None
+    for _ in range(60):
+        opt.zero_grad()
+        loss, stats = recovery_loss(sw, None, feats, gt, words, weights=w, generator=gen,
+                                    wrong_tokens=wrong)
+        loss.backward()
+        opt.step()
+        first = stats['mismatch'] if first is None else first
+    assert first > 0 and stats['mismatch'] < 0.3 * first
+    with torch.no_grad():
+        boxes, _ = sample_proposals(gt, 1, torch.Generator().manual_seed(5))
+        right_sim, _ = sw(feats, boxes[:, :1], sw.embed_text(words)[0])
+        wrong_sim, _ = sw(feats, boxes[:, :1], sw.embed_text(wrong)[0])
+        assert (right_sim > wrong_sim + 0.1).all()

@@ -113,3 +113,8 @@ def test_realtime_replay_accounts_for_dropped_frames(setup):
     s = ev.summarize([run])
     assert s['frames_scored'] + s['frames_dropped'] + s['frames_excluded'] == N
     assert s['frames_dropped'] == len(run.drop_reasons)
+    from nl_tracker_ros.commands.replay import throughput
+    line = throughput([run], rate=50.0)
+    span = (run.stamps[-1] - run.stamps[0] + np.median(np.diff(run.stamps))) / 50.0
+    assert line.startswith(f'answered {answered} of {N} frames, {answered / span:.1f} per second')
+    assert f'({N / span:.1f} sent per second)' in line

@@ -226,7 +226,35 @@ def test_new_command_mid_search_restarts_grounding_with_new_id():
     assert r.state == TrackState.GROUNDING and r.c.track_id == old + 1
     assert ev[0].track_id == old + 1 and ev[0].kind == EventKind.COMMAND_ACCEPTED
     assert r.c.box_xywh is None and r.c.weak == 0 and r.c.hits == 0
-    assert r.c.phase_start == pytest.approx(r.t)   # timeout counts from the new command
+    r.frame(weak())
+    assert r.c.phase_start == pytest.approx(r.t)   # timeout counts from the new command's
+    assert r.state == TrackState.GROUNDING          # first frame, not the old search's start
+
+
+def test_timeouts_run_on_the_frames_clock_whatever_the_command_stamp():
+    # A command stamped by a node clock that is not the camera's (sim time not received
+    # yet: 0) must not time out on the first frame, stamped 1.7e9.
+    r = Run()
+    r.command('the red ball')
+    r.t = 1.7e9
+    for _ in range(int(CFG.grounding_timeout_s * FPS) - 1):
+        r.frame(weak())
+    assert r.state == TrackState.GROUNDING
+    for _ in range(3):
+        r.frame(weak())
+    assert r.state == TrackState.GONE
+    nf = r.events[-1]
+    assert nf.kind == EventKind.NOT_FOUND
+    first = 1.7e9 + 1.0 / FPS
+    assert nf.stamp - first == pytest.approx(CFG.grounding_timeout_s, abs=1.01 / FPS)
+    r = Run()                    # a looped bag: stamps jump back, the phase restarts there
+    r.acquire()
+    for _ in range(5):
+        r.frame(weak())
+    assert r.state == TrackState.SEARCHING
+    r.t = -100.0
+    r.frame(weak())
+    assert r.state == TrackState.SEARCHING and r.c.phase_start == pytest.approx(r.t)
 
 
 def test_command_with_box_starts_tracking_and_empty_command_stops():

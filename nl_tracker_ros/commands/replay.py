@@ -108,4 +108,28 @@ def run(args: argparse.Namespace) -> int:
     for seq in sequences:     # bags keep their files open for load_frame
         getattr(seq, 'close', lambda: None)()
     print(text)
+    if args.mode == 'realtime':
+        for name, done in runs.items():
+            print(f'{name}: {throughput(done, args.rate)}')
     return 0 if results[next(iter(results))]['sequences_scored'] else 1
+
+
+def throughput(runs, rate: float = 1.0) -> str:
+    """What a realtime replay shows of the node's speed: frames answered per second of playback.
+
+    A frame counts once the node answered it (``times_s`` set); the playback of a sequence lasts
+    from its first stamp to one frame interval past its last, divided by ``rate``.
+    """
+    import numpy as np
+    answered = sent = 0
+    span = 0.0
+    for r in runs:
+        answered += int((~np.isnan(r.times_s)).sum())
+        sent += len(r)
+        if len(r) > 1:
+            dt = np.diff(r.stamps)
+            span += (r.stamps[-1] - r.stamps[0] + float(np.median(dt))) / rate
+    if span <= 0:
+        return f'answered {answered} of {sent} frames'
+    return (f'answered {answered} of {sent} frames, {answered / span:.1f} per second of '
+            f'playback ({sent / span:.1f} sent per second)')

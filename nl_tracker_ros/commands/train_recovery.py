@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'a "fit:" key')
     parser.add_argument('--scenes', type=int, help='generated scenes to sample (200)')
     parser.add_argument('--steps', type=int, help='optimizer steps (1500)')
-    parser.add_argument('--seed', type=int, help='scene seed (2)')
+    parser.add_argument('--seed', type=int, help='scene seed (4)')
     add_tracker_arguments(parser)
 
 
@@ -84,8 +84,13 @@ def run(args: argparse.Namespace) -> int:
     summary['quantiles'] = list(q)
     summary['auc'] = float((pos[:, None] > neg[None, :]).mean()) if len(pos) and len(neg) \
         else float('nan')
+    # the same region under its own and under a contradicting description
+    summary['auc_wrong_text'] = float((pos > sep['wrong_text']).mean()) if len(pos) \
+        else float('nan')
     (out / 'separation.json').write_text(json.dumps(summary, indent=1) + '\n')
     print(f'held-back samples: target similarity quantiles {summary["target"]}, best other '
-          f'{summary["best_other"]}, P(target > other) {summary["auc"]:.3f}')
+          f'{summary["best_other"]}, P(target > other) {summary["auc"]:.3f}; under a '
+          f'contradicting description {summary["wrong_text"]}, P(right > wrong) '
+          f'{summary["auc_wrong_text"]:.3f}')
     print(f'weights: {out / "switch.safetensors"}')
     return 0

@@ -10,7 +10,9 @@ tracker is started on its description with the frame-1 box, then on sampled fram
 - a global step gives them for the whole frame, as a whole-frame search sees them.
 
 Each sample keeps the target box (or "not in the input") and the distractors' boxes, in the
-input's normalised coordinates: the distractors are the hard negatives. The joint model is
+input's normalised coordinates: the distractors are the hard negatives. Each scene also gets a
+description its target does not fit ("the purple star" for a red star,
+``scenes.grammar.contradict``): the hard negative on the language side. The joint model is
 frozen, so features are computed once; the switch and selector then train over the cache.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ class FitConfig:
     """Data and schedule of ``fit_recovery``."""
 
     scenes: int = 200               # generated scenes to draw samples from
-    seed: int = 2                   # scene seed (the joint model trained on 0-1; held out: 10000+)
+    seed: int = 4                   # scene seed (the joint model trained on 0-3; held out: 10000+)
     preset: str = 'train'           # scene recipe mix
     width: int = 320
     height: int = 240
@@ -72,6 +74,8 @@ class FeatureSample:
     text_pad: torch.Tensor          # (L,) True at padding
     template: torch.Tensor          # (Nt, D) template tokens
     kind: str                       # 'local' or 'global'
+    wrong_text: torch.Tensor        # (L', D) tokens of a description the target does not fit
+    wrong_pad: torch.Tensor         # (L',) True at padding
 
 
 def _inside(boxes_cxcywh: np.ndarray) -> np.ndarray:
@@ -83,6 +87,7 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
             ) -> list[FeatureSample]:
     """Run the frozen joint model over generated scenes; see the module docstring."""
     from nl_tracker_ros.scenes import distractor_boxes, get_mix, plan_scene, render_scene
+    from nl_tracker_ros.scenes.grammar import contradict, phrase
 
     mix = get_mix(config.preset)
     rng = np.random.default_rng([config.seed, 7])
@@ -98,9 +103,9 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
         t0 = visible[0]
         tracker.set_command(plan.text, 0.0, box_xywh=frames[t0].box_xywh)
         tracker.update(frames[t0].image, 0.0)          # template from the true box
-        text = tracker.text_features
-        pad = text.pad_mask if text.pad_mask is not None else torch.zeros(
-            text.tokens.shape[:2], dtype=torch.bool)
+        text, pad = _tokens(tracker.text_features)
+        wrong, wrong_pad = _tokens(tracker.encode_text(
+            phrase(contradict(plan.description, plan.target_seen.spec, rng), rng)))
         picks = rng.choice(np.arange(t0 + 1, len(frames)),
                            min(config.frames_per_scene, len(frames) - t0 - 1), replace=False)
         for t in sorted(picks.tolist()):
@@ -125,14 +130,20 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
                 target=torch.as_tensor(tgt, dtype=torch.float32),
                 present=bool(f.box_xywh is not None and _inside(tgt[None])[0]),
                 hard=torch.as_tensor(hard[_inside(hard)], dtype=torch.float32),
-                text=text.tokens[0].detach().float().cpu(),
-                text_pad=pad[0].detach().bool().cpu(),
+                text=text, text_pad=pad,
                 template=tracker.template_tokens[0].detach().float().cpu(),
-                kind=kind))
+                kind=kind, wrong_text=wrong, wrong_pad=wrong_pad))
         if progress:
             progress(i + 1, config.scenes)
     tracker.reset()
     return samples
+
+
+def _tokens(text) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, D) float tokens and (L,) padding mask of a one-description TextFeatures."""
+    pad = text.pad_mask if text.pad_mask is not None else torch.zeros(
+        text.tokens.shape[:2], dtype=torch.bool)
+    return text.tokens[0].detach().float().cpu(), pad[0].detach().bool().cpu()
 
 
 def _last_visible(frames, t):
@@ -154,14 +165,22 @@ def _batch(samples: list[FeatureSample]):
     feats = torch.stack([s.features.float() for s in samples])
     target = torch.stack([s.target for s in samples])
     present = torch.tensor([s.present for s in samples])
-    length = max(len(s.text) for s in samples)
-    text = torch.zeros(len(samples), length, samples[0].text.shape[1])
-    pad = torch.ones(len(samples), length, dtype=torch.bool)
-    for i, s in enumerate(samples):
-        text[i, :len(s.text)] = s.text
-        pad[i, :len(s.text)] = s.text_pad
+    text, pad = _pad([(s.text, s.text_pad) for s in samples])
+    wrong, wrong_pad = _pad([(s.wrong_text, s.wrong_pad) for s in samples])
     template = torch.stack([s.template for s in samples])
-    return feats, target, present, [s.hard for s in samples], text, pad, template
+    return (feats, target, present, [s.hard for s in samples], text, pad, template, wrong,
+            wrong_pad)
+
+
+def _pad(texts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (L_i, D) token sets and their pad masks into (B, max L, D), (B, max L)."""
+    length = max(len(t) for t, _ in texts)
+    tokens = torch.zeros(len(texts), length, texts[0][0].shape[1])
+    pad = torch.ones(len(texts), length, dtype=torch.bool)
+    for i, (t, m) in enumerate(texts):
+        tokens[i, :len(t)] = t
+        pad[i, :len(t)] = m
+    return tokens, pad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,9 +212,10 @@ def fit_recovery(samples: list[FeatureSample], recovery: RecoveryConfig, feat_di
     for step in range(1, config.steps + 1):
         idx = torch.randint(len(samples), (min(config.batch_size, len(samples)),),
                             generator=gen).tolist()
-        feats, target, present, hard, text, pad, template = _batch([samples[i] for i in idx])
+        feats, target, present, hard, text, pad, template, wrong, wrong_pad = _batch(
+            [samples[i] for i in idx])
         loss, stats = recovery_loss(switch, retrieval.selector, feats, target, text, pad,
-                                    template, config.loss, gen, hard, present)
+                                    template, config.loss, gen, hard, present, wrong, wrong_pad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -219,10 +239,11 @@ def fit_recovery(samples: list[FeatureSample], recovery: RecoveryConfig, feat_di
 def separation(switch, samples: list[FeatureSample]) -> dict:
     """How well similarities split targets from distractors and background on ``samples``.
 
-    Returns the target similarities and the best non-target similarity per sample (hard
-    negatives and a ring of background boxes), for choosing thresholds.
+    Returns the target similarities, the best non-target similarity per sample (hard
+    negatives and a ring of background boxes) and the target's similarity to a description it
+    does not fit, for choosing thresholds.
     """
-    pos, neg = [], []
+    pos, neg, wrong = [], [], []
     gen = torch.Generator().manual_seed(123)
     for s in samples:
         tgt = s.target if s.present else torch.tensor([-2.0, -2.0, 0.1, 0.1])
@@ -231,5 +252,7 @@ def separation(switch, samples: list[FeatureSample]) -> dict:
         sims, _ = switch(s.features[None].float(), boxes, text)
         if s.present:
             pos.append(float(sims[0, 0]))
+            other, _ = switch.embed_text(s.wrong_text[None], s.wrong_pad[None])
+            wrong.append(float(switch(s.features[None].float(), boxes[:, :1], other)[0][0, 0]))
         neg.append(float(sims[0, 1:].max()))
-    return {'target': np.array(pos), 'best_other': np.array(neg)}
+    return {'target': np.array(pos), 'best_other': np.array(neg), 'wrong_text': np.array(wrong)}

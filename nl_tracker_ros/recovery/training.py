@@ -18,6 +18,10 @@ look-alike distractors, first), then sums:
   distractors below ``neg_ceiling`` for the sample's own description: the state machine
   thresholds the similarity itself, so ranking within a batch is not enough. Samples whose
   target is not in the input (``present`` false) contribute only this negative part;
+- with ``wrong_tokens`` (a description the target does not fit, e.g. another colour or kind),
+  the same hinge and a margin below the true description for the target's region: the switch
+  must tell "the purple star" from the red star it is looking at, not only the target from
+  other regions;
 - the two diversity losses (eq. 17 on the part maps, eq. 18 on the local prototype maps);
 - the foreground BCE of every proposal's memory map against the target box (eq. 20);
 - the selector's BCE on windows sampled over the map, positives by IoU with the target.
@@ -45,6 +49,7 @@ class RecoveryLossWeights:
     absolute: float = 1.0            # hinge on the similarity itself
     pos_floor: float = 0.6           # the target's similarity should reach this
     neg_ceiling: float = 0.2         # background and distractors should stay below this
+    mismatch: float = 1.0            # the target under a description it does not fit
     part_diversity: float = 0.1      # eq. 17
     proto_diversity: float = 0.1     # eq. 18
     foreground: float = 1.0          # eq. 20
@@ -117,11 +122,14 @@ def recovery_loss(switch: AdaptiveRetrievalSwitch, selector: GuidedSelector | No
                   weights: RecoveryLossWeights = RecoveryLossWeights(),
                   generator: torch.Generator | None = None,
                   hard: list[torch.Tensor] | None = None,
-                  present: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                  present: torch.Tensor | None = None,
+                  wrong_tokens: torch.Tensor | None = None,
+                  wrong_pad: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Total loss and its parts for features (B, C, S, S) with targets (B, 4) cxcywh.
 
     ``hard``: per sample (m, 4) cxcywh hard negatives; ``present`` (B,) bool: False where the
-    target is not in the input (its ``gt_cxcywh`` row is then ignored).
+    target is not in the input (its ``gt_cxcywh`` row is then ignored); ``wrong_tokens``
+    (B, L', D) and ``wrong_pad``: per sample a description its target does not fit.
     """
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     b = features.shape[0]
@@ -154,11 +162,18 @@ def recovery_loss(switch: AdaptiveRetrievalSwitch, selector: GuidedSelector | No
             cost_region = torch.zeros_like(cost_text)
         triplet = (cost_text + cost_region).mean()
         absolute = absolute + (weights.pos_floor - diag).clamp_min(0).mean()
+    mismatch = zero
+    if wrong_tokens is not None and len(p):
+        wrong, _ = switch.embed_text(wrong_tokens[p], None if wrong_pad is None else wrong_pad[p])
+        s_wrong = (wrong * emb[p, 0]).sum(-1)
+        mismatch = ((s_wrong - weights.neg_ceiling).clamp_min(0)
+                    + (weights.margin + s_wrong - diag).clamp_min(0)).mean()
     fg_target = roi_foreground_target(boxes.reshape(-1, 4), gt.repeat_interleave(k, 0),
                                       switch.roi_size)
     parts = {
         'triplet': triplet,
         'absolute': absolute,
+        'mismatch': mismatch,
         'part_diversity': diversity_loss(aux.part_attn),
         'proto_diversity': diversity_loss(aux.proto_attn[:, 1:]),
         'foreground': foreground_loss(aux.fg_logits, fg_target),

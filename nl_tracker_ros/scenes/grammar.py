@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nl_tracker_ros.scenes.appearance import ObjectSpec
+from nl_tracker_ros.scenes.appearance import COLOURS, SHAPES, SPRITES, ObjectSpec
 
 SIZE_RATIO = 1.8          # "small"/"big" need this area ratio to every look-alike
 POSITION_MARGIN = 0.08    # "on the left" needs this gap (fraction of the frame) to look-alikes
@@ -96,6 +96,21 @@ def choose(target: Seen, others: Sequence[Seen], size: tuple[int, int],
             if singles_out(d, target, others, size):
                 return d
     return None
+
+
+def contradict(d: Description, target: ObjectSpec, rng: np.random.Generator) -> Description:
+    """A description that ``target`` does not fit by its looks: another colour or kind.
+
+    Size and position words are dropped, so the mismatch is in the appearance alone (what a
+    region's features can show). Used as a hard negative for the retrieval switch.
+    """
+    if target.is_sprite:
+        return Description(str(rng.choice([n for n in SPRITES if n != target.kind])))
+    if rng.random() < 0.5:
+        colour = str(rng.choice([c for c in COLOURS if c != target.colour]))
+        return Description(d.noun, colour=colour, texture=d.texture)
+    kind = str(rng.choice([k for k in SHAPES if k != target.kind]))
+    return Description(kind, colour=d.colour, texture=d.texture)
 
 
 def phrase(d: Description, rng: np.random.Generator) -> str:
