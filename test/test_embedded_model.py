@@ -21,16 +21,16 @@ from nl_tracker_ros.training.loop import TextCache, freeze_parameters
 PRESET = 'jointnlt-compact'
 SHIPPED = checkpoint.SHIPPED_DIR / f'{PRESET}.safetensors'
 MANIFEST = checkpoint.SHIPPED_DIR / f'{PRESET}.json'
-# Held-out scenes for the behaviour test: seeds disjoint from training (seed 0) and from the
+# Held-out scenes for the behaviour test: seeds disjoint from training (seeds 0-2; the switch: 4) and from the
 # manifest's evaluation set (seed 10000).
 TEST_SEED, TEST_COUNT = 20000, 4        # full-length (150-frame) scenes at 320x240
 # Measured with the shipped weights (1 and 2 threads alike; see the manifest); the floors leave a
 # margin for CPU and library differences.
-AUC_MEASURED, AUC_FLOOR = 0.403, 0.30                   # recovery off
-RECOVERY_AUC_MEASURED, RECOVERY_AUC_FLOOR = 0.423, 0.30
-ABSENT_F1_MEASURED, ABSENT_F1_FLOOR = 0.491, 0.35       # frames reported absent vs truth
-LOST_RECALL_MEASURED, LOST_RECALL_FLOOR = 0.636, 0.45   # 7 of 11 disappearances
-REFOUND_RECALL_MEASURED, REFOUND_RECALL_FLOOR = 0.091, 0.05   # 1 of 11 reappearances
+AUC_MEASURED, AUC_FLOOR = 0.352, 0.30                   # recovery off
+RECOVERY_AUC_MEASURED, RECOVERY_AUC_FLOOR = 0.377, 0.30
+ABSENT_F1_MEASURED, ABSENT_F1_FLOOR = 0.427, 0.35       # frames reported absent vs truth
+LOST_RECALL_MEASURED, LOST_RECALL_FLOOR = 0.818, 0.6    # 9 of 11 disappearances (floor: 7)
+REFOUND_RECALL_MEASURED, REFOUND_RECALL_FLOOR = 0.455, 0.25   # 5 of 11 reappearances (floor: 3)
 
 
 def _compact():
