@@ -21,8 +21,8 @@ from nl_tracker_ros.training.loop import TextCache, freeze_parameters
 PRESET = 'jointnlt-compact'
 SHIPPED = checkpoint.SHIPPED_DIR / f'{PRESET}.safetensors'
 MANIFEST = checkpoint.SHIPPED_DIR / f'{PRESET}.json'
-# Held-out scenes for the behaviour test: seeds disjoint from training (seeds 0-2; the switch: 4) and from the
-# manifest's evaluation set (seed 10000).
+# Held-out scenes for the behaviour test: seeds disjoint from training (seeds 0-2; the switch:
+# 4) and from the manifest's evaluation set (seed 10000).
 TEST_SEED, TEST_COUNT = 20000, 4        # full-length (150-frame) scenes at 320x240
 # Measured with the shipped weights (1 and 2 threads alike; see the manifest); the floors leave a
 # margin for CPU and library differences.
