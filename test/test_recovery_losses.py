@@ -8,6 +8,20 @@ from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss, roi
                                             selector_samples, triplet_ranking_loss)
 
 
+TOY_BOXES = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.3, 0.5],
+                          [0.25, 0.7, 0.3, 0.4]])
+
+
+def toy_features(boxes: torch.Tensor, patterns: torch.Tensor, size: int) -> torch.Tensor:
+    """Noise maps (B, D, size, size) with ``patterns[i]`` added inside box i (cxcywh)."""
+    feats = 0.1 * torch.randn(len(boxes), patterns.shape[1], size, size)
+    for i, box in enumerate(boxes):
+        x1, y1 = ((box[:2] - box[2:] / 2) * size).round().int().tolist()
+        x2, y2 = ((box[:2] + box[2:] / 2) * size).round().int().tolist()
+        feats[i, :, y1:y2, x1:x2] += patterns[i, :, None, None]
+    return feats
+
+
 def test_triplet_zero_when_positives_beat_negatives_by_the_margin():
     e = torch.eye(4)                      # orthogonal: positive 1, negatives 0
     assert triplet_ranking_loss(e, e, margin=0.2) == 0
@@ -107,13 +121,8 @@ def test_recovery_loss_trains_switch_and_selector_on_a_toy_scene():
     torch.manual_seed(1)
     d, s, b = 8, 8, 4
     patterns = torch.randn(b, d)
-    gt = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.3, 0.5],
-                       [0.25, 0.7, 0.3, 0.4]])
-    feats = 0.1 * torch.randn(b, d, s, s)
-    for i in range(b):
-        x1, y1 = ((gt[i, :2] - gt[i, 2:] / 2) * s).round().int().tolist()
-        x2, y2 = ((gt[i, :2] + gt[i, 2:] / 2) * s).round().int().tolist()
-        feats[i, :, y1:y2, x1:x2] += patterns[i, :, None, None]
+    gt = TOY_BOXES
+    feats = toy_features(gt, patterns, s)
     words = patterns.unsqueeze(1).expand(b, 3, d).contiguous()
     sw = AdaptiveRetrievalSwitch(d, d, dim=16, roi_size=3, fg_classifiers=2, parts=2,
                                  local_prototypes=2, heads=2, gpo_dim=8)
@@ -181,13 +190,8 @@ def test_mismatch_term_separates_a_description_from_one_its_target_does_not_fit(
     d, s, b = 8, 8, 4
     shape, colour = torch.randn(b, d), torch.randn(2, d)
     which = torch.tensor([0, 1, 0, 1])
-    gt = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.3, 0.5],
-                       [0.25, 0.7, 0.3, 0.4]])
-    feats = 0.1 * torch.randn(b, d, s, s)
-    for i in range(b):
-        x1, y1 = ((gt[i, :2] - gt[i, 2:] / 2) * s).round().int().tolist()
-        x2, y2 = ((gt[i, :2] + gt[i, 2:] / 2) * s).round().int().tolist()
-        feats[i, :, y1:y2, x1:x2] += (shape[i] + colour[which[i]])[:, None, None]
+    gt = TOY_BOXES
+    feats = toy_features(gt, shape + colour[which], s)
     words = torch.stack([shape, colour[which]], 1)
     wrong = torch.stack([shape, colour[1 - which]], 1)
     sw = AdaptiveRetrievalSwitch(d, d, dim=16, roi_size=3, fg_classifiers=2, parts=2,
