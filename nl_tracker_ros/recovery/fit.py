@@ -39,7 +39,7 @@ class FitConfig:
     """Data and schedule of ``fit_recovery``."""
 
     scenes: int = 200               # generated scenes to draw samples from
-    seed: int = 4                   # scene seed (the joint model trained on 0-3; held out: 10000+)
+    seed: int = 4                   # scene seed (model training used 0-3; held out: 10000+)
     preset: str = 'train'           # scene recipe mix
     width: int = 320
     height: int = 240
