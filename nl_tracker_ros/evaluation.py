@@ -37,7 +37,8 @@ class EvalConfig:
     """How sequences are run and scored."""
 
     init: Literal['nl', 'nl+box'] = 'nl'    # language only, or language plus the frame-1 box
-    convention: Literal['pytracking', 'tnl2k'] = 'pytracking'  # see nl_tracker_ros.metrics
+    # see nl_tracker_ros.metrics
+    convention: Literal['pytracking', 'tnl2k', 'absent-aware'] = 'pytracking'
     fps: float = 30.0                # stamps i / fps for sequences without their own stamps
     event_tolerance: int = 5         # frames a LOST event may precede the disappearance
     loss_within: int = 5             # "lost reported within N frames" (issue 3 acceptance)

@@ -17,7 +17,11 @@ Which frames are scored (``convention``):
 
 - ``'pytracking'``: frames marked absent count against the tracker (pytracking with
   ``target_visible``, as for LaSOT): they stay in the denominator and can never succeed;
-- ``'tnl2k'``: frames marked absent are removed from scoring, as the TNL2K toolkit does.
+- ``'tnl2k'``: frames marked absent are removed from scoring, as the TNL2K toolkit does;
+- ``'absent-aware'`` (ours, for trackers that say when the target is gone): frames marked absent
+  stay in the denominator, as in pytracking, but one where the tracker gave no box is a perfect
+  frame (IoU 1, centre error 0) and one with a box a failure. The other two conventions cannot
+  tell a tracker that reports "lost" from one that keeps boxing a look-alike.
 
 In both, frames whose ground truth is unknown (NaN or non-positive size) and not marked absent
 are excluded, and a frame where the tracker gave no box counts as a failure. Success and
@@ -41,7 +45,7 @@ from nl_tracker_ros.boxes import iou_xywh, xywh_to_cxcywh
 from nl_tracker_ros.errors import InputError
 from nl_tracker_ros.track_types import EventKind, TrackState
 
-CONVENTIONS = ('pytracking', 'tnl2k')
+CONVENTIONS = ('pytracking', 'tnl2k', 'absent-aware')
 OVERLAP_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)        # pixels
 NORM_CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0
@@ -96,7 +100,7 @@ def valid_boxes(boxes_xywh: np.ndarray) -> np.ndarray:
 
 def frame_errors(pred_xywh, gt_xywh, gt_absent=None, dropped=None,
                  convention: str = 'pytracking') -> FrameErrors:
-    """IoU and centre errors per frame under ``convention`` ('pytracking' or 'tnl2k').
+    """IoU and centre errors per frame under ``convention`` (one of ``CONVENTIONS``).
 
     ``pred_xywh`` (N, 4) has NaN rows where the tracker gave no box; ``gt_xywh`` (N, 4) NaN rows
     where the ground truth is unknown; ``gt_absent`` (N,) True where the target is not visible;
@@ -124,7 +128,11 @@ def frame_errors(pred_xywh, gt_xywh, gt_absent=None, dropped=None,
         center[ok] = np.sqrt((d ** 2).sum(axis=1))
         norm_center[ok] = np.sqrt(((d / gt[ok, 2:]) ** 2).sum(axis=1))
 
-    in_curve = visible | absent if convention == 'pytracking' else visible.copy()
+    if convention == 'absent-aware':
+        said_absent = absent & ~has_pred & ~dropped
+        iou[said_absent] = 1.0
+        center[said_absent] = norm_center[said_absent] = 0.0
+    in_curve = visible.copy() if convention == 'tnl2k' else visible | absent
     status = np.full(n, SCORED, dtype=np.int8)
     status[~in_curve & absent] = EXCLUDED_ABSENT
     status[~in_curve & ~absent] = EXCLUDED_NO_GT

@@ -51,7 +51,8 @@ def build_report(results: dict[str, dict], config: EvalConfig = EvalConfig(),
             'norm_precision': 'fraction of frames with centre error / GT size <= 0.2',
             'overall': 'curves averaged over sequences (pytracking); absent counts pooled',
             'convention': ('pytracking: absent frames stay in the denominator and fail; '
-                           'tnl2k: absent frames are removed from scoring'),
+                           'tnl2k: absent frames are removed from scoring; absent-aware: '
+                           'an absent frame succeeds without a box and fails with one'),
             'frames': ('frames_total = frames_scored + frames_dropped + frames_excluded; '
                        'dropped frames count as failures in the curves'),
             'absent': 'a frame is predicted absent when there is no box or the state is '

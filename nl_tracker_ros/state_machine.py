@@ -40,7 +40,7 @@ Box = tuple[float, float, float, float]
 class StateMachineConfig:
     """Thresholds of the state machine; scores are 0..1 (see Recovery for how they are made)."""
 
-    accept_threshold: float = 0.45      # score needed to acquire or re-find the target
+    accept_threshold: float = 0.5       # score needed to acquire, re-find or jump to the target
     keep_threshold: float = 0.3         # below this a tracking frame is weak (AdaRS switch)
     lost_after_frames: int = 3          # consecutive weak frames before LOST
     confirm_frames: int = 2             # consecutive agreeing matches before ACQUIRED/REFOUND

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 import time
 from typing import Any, Literal, Protocol
@@ -27,6 +26,7 @@ import torch
 from nl_tracker_ros import preprocessing as pp
 from nl_tracker_ros.boxes import validate_box_xywh
 from nl_tracker_ros.errors import ConfigError, InputError
+from nl_tracker_ros.model.jointnlt import head_confidence
 from nl_tracker_ros.text import TextTokenizer
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState
 
@@ -88,6 +88,8 @@ class Decision:
     events: tuple[TrackEvent, ...] = ()
     search_box_xywh: Box | None = None    # new search centre; None keeps the last one
     template_box_xywh: Box | None = None  # re-encode the template from this box of this frame
+    clue: str = 'local'    # which of this frame's steps gives the next local step its temporal
+    #                        clue when the search centre or template moves ('local'/'global')
 
 
 class Recovery(Protocol):
@@ -276,13 +278,11 @@ class Tracker:
         events.extend(d.events)
         if d.template_box_xywh is not None:
             self.set_template(image, d.template_box_xywh)
-            g = self._steps.get('global')
-            self._temporal = g.head.temporal if g is not None else None
         if d.search_box_xywh is not None:
             self.search_box_xywh = tuple(float(v) for v in d.search_box_xywh)
-            loc = self._steps.get('local')
-            if loc is not None and d.template_box_xywh is None:
-                self._temporal = loc.head.temporal
+        if d.template_box_xywh is not None or d.search_box_xywh is not None:
+            step = self._steps.get(d.clue)
+            self._temporal = step.head.temporal if step is not None else None
         self.state = d.state
         return (None if d.box_xywh is None else tuple(float(v) for v in d.box_xywh)), d.score
 
@@ -307,8 +307,8 @@ class Tracker:
         if self.config.geometry == 'official':
             # Official: no margin clip after grounding; the box is already inside the frame.
             x, y, bw, bh = pp.official_grounding_to_frame(box_norm, crop.geometry, (w, h))
-            step = Step('global', (x, y, max(bw, 1.0), max(bh, 1.0)), self._score(head), head,
-                        crop.geometry)
+            step = Step('global', (x, y, max(bw, 1.0), max(bh, 1.0)), head_confidence(head),
+                        head, crop.geometry)
         else:
             step = self._step('global', head, crop.geometry.norm_cxcywh_to_frame(box_norm),
                               (w, h), crop.geometry)
@@ -361,21 +361,13 @@ class Tracker:
             raise InputError(f'{kind} step: the model returned a non-finite box {box}')
         return box
 
-    @staticmethod
-    def _score(head) -> float:
-        if getattr(head, 'score', None) is not None:
-            return float(head.score[0])
-        tl = head.heatmap_tl[0].float().max().item()
-        br = head.heatmap_br[0].float().max().item()
-        return math.sqrt(max(tl, 0.0) * max(br, 0.0))
-
     def _step(self, kind, head, raw: np.ndarray, size: tuple[int, int], geometry) -> Step:
         """Clip the frame box ``raw`` to the frame of ``size`` (w, h) and wrap it in a Step."""
         box = pp.clip_box_xywh(raw, size, self.config.min_box_px)
         if max(abs(a - b) for a, b in zip(box, raw)) > 0.5:
             log.debug('%s box %s clipped to the %dx%d frame: %s', kind, raw.round(1), *size,
                       box)
-        return Step(kind, box, self._score(head), head, geometry)
+        return Step(kind, box, head_confidence(head), head, geometry)
 
     def _tick(self, key: str, t0: float) -> float:
         """Add the time since ``t0`` to stage ``key``; return now."""

@@ -48,6 +48,24 @@ def test_tnl2k_convention_removes_absent_frame():
     assert cur.norm_precision_score == pytest.approx(1 / 3)
 
 
+def test_absent_aware_convention_credits_only_a_withheld_box():
+    # f3 (absent) with a box fails as in pytracking: same curves
+    boxed = metrics.curves(metrics.frame_errors(PRED4, GT4, ABSENT4, convention='absent-aware'))
+    assert boxed.auc == pytest.approx((7 * 0.5 + 13 * 0.25) / 21)
+    # f3 without a box is a perfect frame: IoU > t for every t < 1, centre 0
+    pred = PRED4.copy()
+    pred[3] = np.nan
+    err = metrics.frame_errors(pred, GT4, ABSENT4, convention='absent-aware')
+    assert err.iou[3] == 1.0 and err.center[3] == 0.0 and err.in_curve.all()
+    cur = metrics.curves(err)
+    assert cur.auc == pytest.approx((7 * 0.75 + 13 * 0.5) / 21)
+    assert cur.precision20 == pytest.approx(0.75) and cur.norm_precision_score == 0.5
+    # a visible frame without a box still fails, and a dropped absent frame is no "absent" answer
+    pred[0] = np.nan
+    err = metrics.frame_errors(pred, GT4, ABSENT4, [False, False, False, True], 'absent-aware')
+    assert err.iou[0] == 0.0 and err.iou[3] == -1
+
+
 def test_thresholds_strict_for_overlap_inclusive_for_centre():
     # IoU exactly 0.5 (a 5x10 box inside the 10x10): not a success at t = 0.5 (IoU > t).
     cur = metrics.curves(metrics.frame_errors([[0, 0, 5, 10]], [GT10]))

@@ -37,7 +37,8 @@ def text_features(n_pad=2, length=6):
                                  cls=torch.randn(1, D))
 
 
-def head(tl=(1, 1), br=(5, 6)):
+def head(tl=(1, 1), br=(5, 6), box=(0.9, 0.9, 0.1, 0.1)):
+    """A fake HeadOutput: one sharp peak per corner map; ``box`` is the model's own cxcywh."""
     hm_tl = torch.full((1, S, S), 1e-4)
     hm_br = torch.full((1, S, S), 1e-4)
     hm_tl[0, tl[1], tl[0]] = 1.0
@@ -46,7 +47,7 @@ def head(tl=(1, 1), br=(5, 6)):
     hm_br /= hm_br.sum()
     return types.SimpleNamespace(heatmap_tl=hm_tl, heatmap_br=hm_br,
                                  features=torch.randn(1, D, S, S),
-                                 box_cxcywh=torch.tensor([[0.9, 0.9, 0.1, 0.1]]),
+                                 box_cxcywh=torch.tensor([box]),
                                  temporal=torch.zeros(1, 1, D))
 
 
@@ -169,6 +170,21 @@ def test_recovery_local_and_search_give_frame_boxes():
     assert 0.0 <= g.score <= 1.0
 
 
+@pytest.mark.parametrize('margin, source', [(1.0, 'grounding'), (-1.0, 'windows')])
+def test_search_weighs_the_grounding_box_against_the_windows(margin, source):
+    cfg = dataclasses.replace(SMALL, search=dataclasses.replace(SMALL.search,
+                                                                window_margin=margin))
+    rec = build_recovery(cfg, D, D, random_init=True)
+    rec.start(text_features(), torch.randn(1, 4, D))
+    g = rec.search(head(), Region(0.0, 0.0, 640.0, 640.0), (640, 480), (60.0, 80.0))
+    assert g.source == source
+    own = (0.85 * 640, 0.85 * 640, 0.1 * 640, 0.1 * 640)   # the head's own cxcywh box in pixels
+    if source == 'grounding':
+        assert g.box_xywh == pytest.approx(own) and len(g.windows_xywh) == SMALL.search.top_k
+    else:
+        assert g.box_xywh != pytest.approx(own)
+
+
 def test_recovery_local_keeps_the_model_box_when_it_agrees():
     rec = build_recovery(RecoveryConfig(), D, D)
     rec.start(text_features())
@@ -192,6 +208,8 @@ def test_recovery_without_switch_scores_from_the_heatmap():
     assert rec.local(flat, Region(0.0, 0.0, 80.0, 80.0)).score < 0.2
     g = rec.search(head(), Region(0.0, 0.0, 80.0, 80.0), (80, 60))
     assert g.source == 'grounding' and len(g.windows_xywh) == 0
+    assert g.box_xywh == pytest.approx((68.0, 68.0, 8.0, 8.0))   # the model's own box
+    assert g.score == pytest.approx(g.heatmap_conf) and g.score > 0.9
 
 
 def test_recovery_needs_a_description_first():
@@ -230,7 +248,7 @@ class FakeTracker:
         self.template_tokens = torch.randn(1, 4, D)
         self.search_box_xywh = None
         self.local_head = head()
-        self.global_head = head()
+        self.global_head = head(box=(0.4, 0.45, 0.5, 0.6))
         self.calls = []
 
     def _step(self, kind, h, region):
@@ -266,7 +284,7 @@ def test_policy_grounds_tracks_loses_and_refinds():
     assert d.state == TrackState.TRACKING and [e.kind for e in d.events] == [EventKind.ACQUIRED]
     assert d.template_box_xywh == d.search_box_xywh == d.box_xywh
     centre = d.search_box_xywh
-    tr.local_head = flat_head()
+    tr.local_head = tr.global_head = flat_head()   # nothing anywhere
     d = policy.step(tr, image, 0.2)                        # weak: still tracking, centre kept
     assert tr.calls[-1] == ('local', centre)
     assert d.state == TrackState.TRACKING and d.search_box_xywh is None
@@ -275,15 +293,71 @@ def test_policy_grounds_tracks_loses_and_refinds():
     assert tr.calls[-1] == ('local', centre)
     assert d.state == TrackState.LOST and d.box_xywh is None and d.search_box_xywh is None
     assert [e.kind for e in d.events] == [EventKind.LOST]
-    tr.global_head = flat_head()
-    d = policy.step(tr, image, 0.4)
-    assert tr.calls[-1][0] == 'global' and d.state == TrackState.SEARCHING
+    d = policy.step(tr, image, 0.4)          # searching: the whole frame only
+    assert tr.calls[-1] == ('global', None)
+    assert d.state == TrackState.SEARCHING and d.box_xywh is None
     tr.global_head = head((3, 2), (6, 7))
     d = policy.step(tr, image, 0.5)
     assert d.state == TrackState.REFOUND and d.events[0].kind == EventKind.REFOUND
     assert d.template_box_xywh is not None and d.box_xywh == d.template_box_xywh
     policy.begin(2, '', 0.6, None)
     assert policy.state == TrackState.IDLE
+
+
+def acquired_policy(search=SearchConfig()):
+    """A policy (no switch: heatmap scores) holding the target after one grounded frame."""
+    cfg = StateMachineConfig(confirm_frames=1, lost_after_frames=2, search_timeout_s=100.0)
+    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg, search)
+    tr = FakeTracker()
+    policy.begin(1, 'the red ball', 0.0, None)
+    d = policy.step(tr, np.zeros((240, 320, 3), np.uint8), 0.1)
+    assert d.state == TrackState.TRACKING
+    return policy, tr, d.search_box_xywh
+
+
+def test_weak_frame_jumps_to_a_clearly_better_whole_frame_match():
+    policy, tr, centre = acquired_policy(SearchConfig(jump=True))
+    image = np.zeros((240, 320, 3), np.uint8)
+    tr.local_head = flat_head()                       # the local tracker lost its grip...
+    tr.global_head = head((3, 2), (6, 7), (0.6, 0.55, 0.3, 0.4))   # ...the whole frame matches
+    tr.calls.clear()
+    d = policy.step(tr, image, 0.2)
+    assert tr.calls == [('local', centre), ('global', None)]
+    # no LOST, no event: the track moves there; the template stays, the clue is the global one
+    assert d.state == TrackState.TRACKING and d.events == ()
+    assert d.search_box_xywh == d.box_xywh != centre and d.score > 0.9
+    assert d.template_box_xywh is None and d.clue == 'global'
+    # without jumps (the default) the same frame is only weak, and the whole frame not searched
+    policy, tr, centre = acquired_policy()
+    tr.local_head, tr.global_head = flat_head(), head((3, 2), (6, 7), (0.6, 0.55, 0.3, 0.4))
+    tr.calls.clear()
+    d = policy.step(tr, image, 0.2)
+    assert tr.calls == [('local', centre)] and d.search_box_xywh is None and d.score < 0.35
+
+
+def test_searching_refinds_at_the_last_held_box():
+    policy, tr, centre = acquired_policy(SearchConfig(local=True))
+    image = np.zeros((240, 320, 3), np.uint8)
+    tr.local_head = tr.global_head = flat_head()
+    for stamp in (0.2, 0.25):
+        d = policy.step(tr, image, stamp)
+    assert d.state == TrackState.LOST
+    tr.local_head = head()                            # the target is back where it was held
+    tr.calls.clear()
+    d = policy.step(tr, image, 0.3)
+    assert tr.calls == [('global', None), ('local', centre)]
+    assert d.state == TrackState.REFOUND and d.events[0].kind == EventKind.REFOUND
+    # found by the local tracker with its template: nothing to re-encode
+    assert d.template_box_xywh is None and d.clue == 'local' and d.search_box_xywh == d.box_xywh
+    # with search.local off (the default) only the whole frame is searched
+    policy, tr, centre = acquired_policy()
+    tr.local_head = tr.global_head = flat_head()
+    for stamp in (0.2, 0.25):
+        policy.step(tr, image, stamp)
+    tr.local_head = head()
+    tr.calls.clear()
+    d = policy.step(tr, image, 0.3)
+    assert tr.calls == [('global', None)] and d.state == TrackState.SEARCHING
 
 
 def test_policy_with_given_box_sends_acquired_with_frame_stamp():

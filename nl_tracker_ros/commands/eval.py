@@ -10,6 +10,7 @@ HELP = 'evaluate the tracker offline on dataset folders or bags: JSON, plots, ov
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``nl-tracker eval``."""
     from nl_tracker_ros.commands._tracking import add_tracker_arguments
+    from nl_tracker_ros.metrics import CONVENTIONS
 
     parser.add_argument('data', nargs='+',
                         help='dataset folders (LaSOT, TNL2K, OTB99-Lang, generated scenes) '
@@ -20,9 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--recovery', choices=('on', 'off', 'both'), default='on',
                         help='lost/re-found handling; "both" runs with and without it and '
                              'compares them in one report and one plot (default: on)')
-    parser.add_argument('--convention', choices=('pytracking', 'tnl2k'), default='pytracking',
+    parser.add_argument('--convention', choices=CONVENTIONS, default='pytracking',
                         help='pytracking: absent frames count as failures; tnl2k: absent '
-                             'frames are not scored (default pytracking)')
+                             'frames are not scored; absent-aware: an absent frame without a '
+                             'box succeeds, with one it fails (default pytracking)')
     parser.add_argument('--init', choices=('nl', 'nl+box'), default='nl',
                         help='language only (default), or language plus the frame-1 box')
     parser.add_argument('--sequences', nargs='+', metavar='NAME',

@@ -10,6 +10,7 @@ HELP = 'replay bags through the tracker node over ROS 2 and score its answers'
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``nl-tracker replay``."""
     from nl_tracker_ros.commands._tracking import add_tracker_arguments
+    from nl_tracker_ros.metrics import CONVENTIONS
 
     parser.add_argument('bags', nargs='+', help='rosbag2 recordings with ground truth')
     parser.add_argument('--out', metavar='DIR', default='runs/replay',
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--namespace', default='', help='namespace of the node topics')
     parser.add_argument('--timeout', type=float, default=30.0,
                         help='deterministic: seconds to wait for one answer (default 30)')
-    parser.add_argument('--convention', choices=('pytracking', 'tnl2k'), default='pytracking')
+    parser.add_argument('--convention', choices=CONVENTIONS, default='pytracking')
     parser.add_argument('--worst', type=int, default=3, metavar='K',
                         help='overlay videos of the K worst sequences (default 3)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,15 @@ class HeadOutput:
     features: torch.Tensor    # (B, D, S, S) search/image features after target modulation
     # (B,) corner confidence: geometric mean of the two heatmap peaks, in (0, 1].
     score: torch.Tensor | None = None
+
+
+def head_confidence(head) -> float:
+    """Corner confidence of the first sample: ``head.score``, or the heatmaps' peaks without it."""
+    if getattr(head, 'score', None) is not None:
+        return float(head.score[0])
+    tl = head.heatmap_tl[0].float().max().item()
+    br = head.heatmap_br[0].float().max().item()
+    return math.sqrt(max(tl, 0.0) * max(br, 0.0))
 
 
 class JointNLT(nn.Module):

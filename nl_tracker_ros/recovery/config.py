@@ -65,6 +65,10 @@ class SearchConfig:
     max_windows: int = 1500          # coarser stride beyond this, to bound the cost per search
     top_k: int = 3                   # best windows averaged into the global result
     agree_iou: float = 0.3           # only top windows overlapping the best one this much count
+    window_margin: float = 0.1       # the windows replace the grounding box only this much better
+    local: bool = False              # also track locally at the last held box while searching
+    jump: bool = False               # weak tracking frames also search the whole frame
+    jump_margin: float = 0.05        # a match this much better there (and accepted) takes over
     dim: int = 128                   # selector width
     heads: int = 4                   # selector attention heads
     layers: int = 1                  # selector transformer encoder layers
@@ -77,6 +81,9 @@ class SearchConfig:
             raise ConfigError('search.aspects: expected positive height/width ratios')
         if not 0.05 <= self.stride <= 1.0:
             raise ConfigError(f'search.stride: expected 0.05..1, got {self.stride}')
+        if not -1.0 <= self.window_margin <= 1.0:
+            raise ConfigError(f'search.window_margin: expected -1..1 (a score difference), '
+                              f'got {self.window_margin}')
         if self.dim % self.heads:
             raise ConfigError(f'search: dim {self.dim} must be divisible by heads {self.heads}')
 
