@@ -96,9 +96,9 @@ class RecoveryPolicy:
     def _run(self, tracker, image, mode: sm.Mode, c: sm.Counters):
         """Run the planned model steps; return the winning result and the mode it came from.
 
-        Besides the plan, a weak tracking frame also searches the whole frame, and a clearly
-        better match there (``search.jump_margin``) moves the track (the switch's job in AdaRS);
-        while searching, the local tracker keeps watching the last held box.
+        With ``search.jump`` a weak tracking frame also searches the whole frame, and a clearly
+        better match there moves the track; with ``search.local`` the local tracker keeps
+        watching the last held box while searching (see the module docstring).
         """
         h, w = image.shape[:2]
         local = global_ = None
