@@ -23,10 +23,11 @@ Which frames are scored (``convention``):
   frame (IoU 1, centre error 0) and one with a box a failure. The other two conventions cannot
   tell a tracker that reports "lost" from one that keeps boxing a look-alike.
 
-In both, frames whose ground truth is unknown (NaN or non-positive size) and not marked absent
-are excluded, and a frame where the tracker gave no box counts as a failure. Success and
-precision equal pytracking's numbers for the same boxes (``test_metrics`` cross-checks them; its
-inclusive-pixel centre and IoU conventions cancel out). One pytracking quirk is not copied:
+In all three, frames whose ground truth is unknown (NaN or non-positive size) and not marked
+absent are excluded, and a visible frame where the tracker gave no box counts as a failure.
+Success and precision equal pytracking's numbers for the same boxes (``test_metrics``
+cross-checks them; its inclusive-pixel centre and IoU conventions cancel out). One pytracking
+quirk is not copied:
 outside LaSOT it scores invalid frames as hits in normalised precision. Unlike the common
 toolkits we never overwrite frame 1 with the ground truth: a run initialised from language only is
 scored on its own first-frame box.
