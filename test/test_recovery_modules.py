@@ -164,7 +164,8 @@ def test_recovery_local_and_search_give_frame_boxes():
     assert res.proposals_xywh.shape[1] == 4 and len(res.similarities) == len(res.proposals_xywh)
     ev = res.evidence()
     assert ev.box_xywh == res.box_xywh and ev.score == res.score
-    g = rec.search(head(), Region(0.0, 0.0, 640.0, 640.0), (640, 480), (60.0, 80.0))
+    g = rec.search(head(), Region(0.0, 0.0, 640.0, 640.0), (512.0, 512.0, 64.0, 64.0),
+                   (640, 480), (60.0, 80.0))
     assert g.box_xywh is not None and g.source in ('grounding', 'windows')
     assert g.windows_xywh.shape == (SMALL.search.top_k, 4)
     assert 0.0 <= g.score <= 1.0
@@ -176,9 +177,9 @@ def test_search_weighs_the_grounding_box_against_the_windows(margin, source):
                                                                 window_margin=margin))
     rec = build_recovery(cfg, D, D, random_init=True)
     rec.start(text_features(), torch.randn(1, 4, D))
-    g = rec.search(head(), Region(0.0, 0.0, 640.0, 640.0), (640, 480), (60.0, 80.0))
+    own = (500.0, 510.0, 70.0, 60.0)   # the tracker's grounding box, pixels
+    g = rec.search(head(), Region(0.0, 0.0, 640.0, 640.0), own, (640, 480), (60.0, 80.0))
     assert g.source == source
-    own = (0.85 * 640, 0.85 * 640, 0.1 * 640, 0.1 * 640)   # the head's own cxcywh box in pixels
     if source == 'grounding':
         assert g.box_xywh == pytest.approx(own) and len(g.windows_xywh) == SMALL.search.top_k
     else:
@@ -206,9 +207,9 @@ def test_recovery_without_switch_scores_from_the_heatmap():
     flat.heatmap_tl = torch.full((1, S, S), 1.0 / S ** 2)
     flat.heatmap_br = flat.heatmap_tl.clone()
     assert rec.local(flat, Region(0.0, 0.0, 80.0, 80.0)).score < 0.2
-    g = rec.search(head(), Region(0.0, 0.0, 80.0, 80.0), (80, 60))
+    g = rec.search(head(), Region(0.0, 0.0, 80.0, 80.0), (66.0, 50.0, 10.0, 9.0), (80, 60))
     assert g.source == 'grounding' and len(g.windows_xywh) == 0
-    assert g.box_xywh == pytest.approx((68.0, 68.0, 8.0, 8.0))   # the model's own box
+    assert g.box_xywh == pytest.approx((66.0, 50.0, 10.0, 9.0))  # the tracker's grounding box
     assert g.score == pytest.approx(g.heatmap_conf) and g.score > 0.9
 
 
@@ -254,7 +255,8 @@ class FakeTracker:
     def _step(self, kind, h, region):
         g = types.SimpleNamespace(offset_x=region[0], offset_y=region[1], scale_x=1.0,
                                   scale_y=1.0, width=region[2], height=region[3])
-        return types.SimpleNamespace(kind=kind, head=h, geometry=g)
+        box = tuple(Region(*region).to_frame(h.box_cxcywh[0].numpy())[0])   # exact geometry
+        return types.SimpleNamespace(kind=kind, head=h, geometry=g, box_xywh=box)
 
     def local_step(self, image, box):
         self.calls.append(('local', box))
@@ -302,6 +304,25 @@ def test_policy_grounds_tracks_loses_and_refinds():
     assert d.template_box_xywh is not None and d.box_xywh == d.template_box_xywh
     policy.begin(2, '', 0.6, None)
     assert policy.state == TrackState.IDLE
+
+
+def test_policy_reports_the_trackers_grounding_box():
+    # the Step's box, not the head's box mapped again: under geometry 'official' they differ
+    cfg = StateMachineConfig(confirm_frames=1)
+    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg)
+    tr = FakeTracker()
+    mapped = tr.global_step
+
+    def global_step(image):
+        s = mapped(image)
+        s.box_xywh = (101.0, 42.0, 160.0, 190.0)   # the head says (48, 48, 160, 192)
+        return s
+
+    tr.global_step = global_step
+    policy.begin(1, 'the red ball', 0.0, None)
+    d = policy.step(tr, np.zeros((240, 320, 3), np.uint8), 0.1)
+    assert d.state == TrackState.TRACKING
+    assert d.box_xywh == d.template_box_xywh == (101.0, 42.0, 160.0, 190.0)
 
 
 def acquired_policy(search=SearchConfig()):

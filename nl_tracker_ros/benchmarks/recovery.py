@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = (640, 480)
     crop = Region(200.0, 100.0, 300.0, 300.0)
     whole = Region(0.0, 0.0, 640.0, 640.0)    # 640x480 letterboxed into the square input
+    own = tuple(whole.to_frame(ground.box_cxcywh[0].numpy())[0])   # the grounding box, pixels
     tracker = None
     if not args.no_model:
         try:
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = [
         ('local, heatmap only', lambda: plain.local(local, crop)),
         ('local, AdaRS k=5', lambda: full.local(local, crop)),
-        ('search 640x480, recovery part', lambda: full.search(ground, whole, frame, (80, 160))),
+        ('search 640x480, recovery part',
+         lambda: full.search(ground, whole, own, frame, (80, 160))),
     ]
     if tracker is not None:
         cases.append(('search 640x480, model grounding', lambda: tracker.global_step(image)))

@@ -110,8 +110,8 @@ class RecoveryPolicy:
         if mode == sm.Mode.GLOBAL or weak:
             s = tracker.global_step(image)
             size = c.box_xywh[2:] if c.box_xywh is not None else None
-            global_ = self.recovery.search(s.head, Region.from_geometry(s.geometry), (w, h),
-                                           size)
+            global_ = self.recovery.search(s.head, Region.from_geometry(s.geometry),
+                                           s.box_xywh, (w, h), size)
         if mode == sm.Mode.GLOBAL and c.acquired and c.box_xywh is not None \
                 and self.search.local:
             # an occluded target mostly comes back where it was last held

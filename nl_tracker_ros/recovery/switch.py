@@ -8,7 +8,7 @@ recovery protocol; use ``policy.build_policy`` and pass it to ``build_tracker``)
     rec.set_template(template_tokens)                 # after every ACQUIRED / REFOUND
     # per frame, as state_machine.plan says:
     res = rec.local(head, Region.from_geometry(step.geometry))        # Mode.LOCAL
-    res = rec.search(head, Region.from_geometry(step.geometry), (W, H),
+    res = rec.search(head, Region.from_geometry(step.geometry), step.box_xywh, (W, H),
                      target_size=last_box[2:])                         # Mode.GLOBAL
     state, counters, events = state_machine.step(state, counters, res.evidence(), stamp, cfg)
 
@@ -190,19 +190,22 @@ class Recovery:
                            sims_np[valid])
 
     @torch.inference_mode()
-    def search(self, head, region: Region, frame_size: tuple[int, int],
+    def search(self, head, region: Region, box_xywh, frame_size: tuple[int, int],
                target_size: tuple[float, float] | None = None) -> GlobalResult:
         """Whole-frame search; ``head`` is ``model.ground``'s HeadOutput on the full frame.
 
-        Candidates: the model's own grounding box and (with a trained switch) the mean of the
-        selector's top windows, which replaces it only when it scores ``search.window_margin``
-        higher. ``target_size`` (w, h) in pixels adds windows at the last known size. The
-        grounding heatmaps' corner proposals are not candidates: on the whole frame their
-        corner pairs rarely make the target's box (right on 12% of the calibration scenes'
-        visible frames, against 45% for the model's own box).
+        Candidates: the model's own grounding box ``box_xywh`` in frame pixels, as the tracker
+        mapped it (``Step.box_xywh``, so that the geometry mode and clipping are the tracker's),
+        and (with a trained switch) the mean of the selector's top windows, which replaces it
+        only when it scores ``search.window_margin`` higher. ``target_size`` (w, h) in pixels
+        adds windows at the last known size. The grounding heatmaps' corner proposals are not
+        candidates: on the whole frame their corner pairs rarely make the target's box (right
+        on 12% of the calibration scenes' visible frames, against 45% for the model's own box).
         """
         self._require_text()
-        own = head.box_cxcywh[:1].detach().float().to(self.device)[None]    # (1, 1, 4)
+        own_xywh = tuple(float(v) for v in box_xywh)
+        own = torch.as_tensor(region.to_input(np.array([own_xywh])), dtype=torch.float32,
+                              device=self.device)[None]                        # (1, 1, 4)
         conf = torch.tensor([[head_confidence(head)]], device=self.device)
         windows = np.zeros((0, 4))
         boxes = own
@@ -220,8 +223,9 @@ class Recovery:
         if boxes.shape[1] > 1 and float(score[0, 1]) > float(score[0, 0]) + \
                 self.config.search.window_margin:
             i = 1
-        box = region.to_frame(boxes[0, i].cpu().numpy())[0]
-        return GlobalResult(tuple(float(v) for v in box), float(score[0, i]),
+        box = own_xywh if i == 0 else tuple(float(v) for v in region.to_frame(
+            boxes[0, i].cpu().numpy())[0])
+        return GlobalResult(box, float(score[0, i]),
                             float(sims[0, i]), float(conf[0, i]),
                             ('grounding', 'windows')[i], windows)
 
