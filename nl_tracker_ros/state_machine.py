@@ -10,9 +10,10 @@ box of whatever ran this frame) and gets back ``(state, counters, events)``::
                           v                  |                                  v
                          GONE ---------------+--(match: ACQUIRED or REFOUND)-- GONE
 
-- Hysteresis: acquiring or re-finding needs ``accept_threshold`` on ``confirm_frames`` consecutive
-  frames whose boxes agree; once tracking, only ``lost_after_frames`` consecutive frames below the
-  lower ``keep_threshold`` declare the target lost. One weak frame never flaps the state.
+- Hysteresis: acquiring or re-finding needs ``accept_threshold`` (the first acquisition after a
+  command: ``acquire_threshold`` when set) on ``confirm_frames`` consecutive frames whose boxes
+  agree; once tracking, only ``lost_after_frames`` consecutive frames below the lower
+  ``keep_threshold`` declare the target lost. One weak frame never flaps the state.
 - The search centre (``Counters.box_xywh``) moves only on confident frames, never while lost.
 - Searching longer than ``search_timeout_s`` (or grounding longer than ``grounding_timeout_s``)
   emits NOT_FOUND once and goes to GONE, where the search goes on at ``gone_search_interval_s``.
@@ -42,6 +43,9 @@ class StateMachineConfig:
 
     accept_threshold: float = 0.5       # score needed to acquire, re-find or jump to the target
     keep_threshold: float = 0.3         # below this a tracking frame is weak (AdaRS switch)
+    # the first acquisition after a command (the user has just said the target is there);
+    # None: accept_threshold
+    acquire_threshold: float | None = None
     lost_after_frames: int = 3          # consecutive weak frames before LOST
     confirm_frames: int = 2             # consecutive agreeing matches before ACQUIRED/REFOUND
     confirm_iou: float = 0.3            # IoU two consecutive matches need to count as agreeing
@@ -53,6 +57,10 @@ class StateMachineConfig:
         if not 0.0 <= self.keep_threshold <= self.accept_threshold <= 1.0:
             raise ConfigError('states: expected 0 <= keep_threshold <= accept_threshold <= 1, '
                               f'got {self.keep_threshold} and {self.accept_threshold}')
+        if self.acquire_threshold is not None and \
+                not self.keep_threshold <= self.acquire_threshold <= 1.0:
+            raise ConfigError(f'states.acquire_threshold: expected null or keep_threshold '
+                              f'({self.keep_threshold}) .. 1, got {self.acquire_threshold}')
         for name in ('lost_after_frames', 'confirm_frames'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'states.{name}: expected >= 1, got {getattr(self, name)}')
@@ -187,7 +195,10 @@ def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
     if state == TrackState.LOST:
         state = TrackState.SEARCHING
     if ev.ran:
-        if ev.box_xywh is not None and ev.score >= cfg.accept_threshold:
+        need = cfg.accept_threshold
+        if not c.acquired and cfg.acquire_threshold is not None:
+            need = cfg.acquire_threshold
+        if ev.box_xywh is not None and ev.score >= need:
             box = tuple(float(v) for v in ev.box_xywh)
             agree = (c.candidate is not None
                      and float(iou_xywh(box, c.candidate)) >= cfg.confirm_iou)

@@ -290,9 +290,38 @@ def test_frames_without_a_model_step_do_not_count():
     assert r.state == TrackState.TRACKING and r.c.weak == 2
 
 
+def test_acquire_threshold_applies_to_the_first_acquisition_only():
+    cfg = sm.StateMachineConfig(accept_threshold=0.6, keep_threshold=0.4, acquire_threshold=0.45,
+                                lost_after_frames=1, confirm_frames=2)
+    r = Run(cfg)
+    r.command('the red ball')
+    r.frame(good(score=0.5))
+    r.frame(good(score=0.5))             # below accept, above acquire: acquired
+    assert r.state == TrackState.TRACKING
+    r.frame(weak())
+    assert r.state == TrackState.LOST
+    for _ in range(4):
+        r.frame(good(score=0.5))         # a re-find still needs accept_threshold
+    assert r.state == TrackState.SEARCHING
+    r.frame(good(score=0.7))
+    r.frame(good(score=0.7))
+    assert r.state == TrackState.REFOUND
+    r.command('the blue ball')           # a new command acquires at acquire_threshold again
+    r.frame(good(score=0.5))
+    r.frame(good(score=0.5))
+    assert r.kinds()[-1] == EventKind.ACQUIRED and r.state == TrackState.TRACKING
+    strict = Run()                       # unset: the first acquisition needs accept too
+    strict.command('the red ball')
+    strict.frame(good(score=0.5))
+    strict.frame(good(score=0.5))
+    assert strict.state == TrackState.GROUNDING
+
+
 def test_config_rejects_inverted_hysteresis():
     with pytest.raises(ConfigError):
         sm.StateMachineConfig(accept_threshold=0.3, keep_threshold=0.5)
+    with pytest.raises(ConfigError):
+        sm.StateMachineConfig(keep_threshold=0.3, acquire_threshold=0.2)
     with pytest.raises(ConfigError):
         sm.StateMachineConfig(lost_after_frames=0)
 
