@@ -172,7 +172,9 @@ def _truth_msg(store, seq: Sequence, i: int, header):
     return store.types[TRUTH_TYPE](
         header=header, track_id=1, phrase=seq.text,
         state=STATE_LOST if seq.absent[i] else STATE_TRACKING, has_box=has_box,
-        x=x, y=y, width=w, height=h, score=1.0 if has_box else 0.0)
+        x=x, y=y, width=w, height=h, score=1.0 if has_box else 0.0, has_candidate=False,
+        candidate_x=0.0, candidate_y=0.0, candidate_width=0.0, candidate_height=0.0,
+        candidate_score=0.0)
 
 
 def _bag_dir(path: pathlib.Path) -> pathlib.Path:

@@ -12,6 +12,12 @@ pytracking text layout so existing toolkits read them: ``<name>.txt`` with one t
 ``x y w h`` line per frame (``0 0 0 0`` where the tracker gave no box: pytracking's analysis then
 carries the previous box forward, our own scoring counts it as a failure), ``<name>_time.txt``
 with seconds per frame, plus ``<name>_frames.tsv`` with the state, score and status of each frame.
+
+The box of a frame is the tracker's estimate (``TrackResult.estimate_xywh``): the held box, or
+while the target is not held the unconfirmed candidate with its score, as long-term trackers
+give a box and a confidence on every frame. Whether the box was a claim that the target is
+there comes from the state (TRACKING or REFOUND), which the lost/re-found and absent-aware
+scores use.
 """
 from __future__ import annotations
 
@@ -64,8 +70,8 @@ class SequenceRun:
     text: str
     gt_xywh: np.ndarray           # (N, 4) NaN where unknown
     gt_absent: np.ndarray         # (N,) bool
-    boxes_xywh: np.ndarray        # (N, 4) NaN where the tracker gave no box or never saw it
-    scores: np.ndarray            # (N,) NaN where dropped
+    boxes_xywh: np.ndarray        # (N, 4) estimates; NaN where no box or never saw it
+    scores: np.ndarray            # (N,) score of that box; NaN where dropped
     states: np.ndarray            # (N,) int TrackState value, NO_STATE where dropped
     stamps: np.ndarray            # (N,) seconds
     times_s: np.ndarray           # (N,) seconds in tracker.update, NaN where dropped
@@ -83,6 +89,11 @@ class SequenceRun:
         d = np.zeros(len(self), dtype=bool)
         d[list(self.drop_reasons)] = True
         return d
+
+    @property
+    def held(self) -> np.ndarray:
+        """(N,) True where the box claims the target (state TRACKING or REFOUND)."""
+        return metrics.held(self.boxes_xywh, self.states)
 
     def event_tuples(self) -> list[tuple[int, EventKind, tuple | None]]:
         """Events as (frame, kind, box) for metrics.event_scores."""
@@ -106,9 +117,10 @@ def empty_run(seq, stamps: np.ndarray | None = None) -> SequenceRun:
 
 def record(run: SequenceRun, index: int, result) -> None:
     """Store the TrackResult of frame ``index`` in ``run``."""
-    if result.box_xywh is not None:
-        run.boxes_xywh[index] = result.box_xywh
-    run.scores[index] = result.score
+    box = result.estimate_xywh
+    if box is not None:
+        run.boxes_xywh[index] = box
+    run.scores[index] = result.score if result.box_xywh is not None else result.candidate_score
     run.states[index] = int(result.state)
     run.drop_reasons.pop(index, None)
     run.events.extend((index, e) for e in result.events)
@@ -456,7 +468,7 @@ def run_from_results(seq, results_dir: str | pathlib.Path) -> SequenceRun:
 def frame_status(run: SequenceRun, convention: str = 'pytracking') -> list[str]:
     """One status word per frame: scored, dropped, or excluded (and why)."""
     err = metrics.frame_errors(run.boxes_xywh, run.gt_xywh, run.gt_absent, run.dropped,
-                               convention)
+                               convention, run.held)
     return [metrics.STATUS_NAMES[s] for s in err.status]
 
 
@@ -477,7 +489,7 @@ class SequenceScore:
 def score_run(run: SequenceRun, config: EvalConfig = EvalConfig()) -> SequenceScore:
     """Score one run against its ground truth under ``config.convention``."""
     err = metrics.frame_errors(run.boxes_xywh, run.gt_xywh, run.gt_absent, run.dropped,
-                               config.convention)
+                               config.convention, run.held)
     cur = metrics.curves(err)
     dropped = run.dropped
     known = metrics.valid_boxes(run.gt_xywh) | run.gt_absent

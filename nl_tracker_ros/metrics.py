@@ -19,9 +19,15 @@ Which frames are scored (``convention``):
   ``target_visible``, as for LaSOT): they stay in the denominator and can never succeed;
 - ``'tnl2k'``: frames marked absent are removed from scoring, as the TNL2K toolkit does;
 - ``'absent-aware'`` (ours, for trackers that say when the target is gone): frames marked absent
-  stay in the denominator, as in pytracking, but one where the tracker gave no box is a perfect
-  frame (IoU 1, centre error 0) and one with a box a failure. The other two conventions cannot
-  tell a tracker that reports "lost" from one that keeps boxing a look-alike.
+  stay in the denominator, as in pytracking, but one where the tracker did not claim the target
+  is a perfect frame (IoU 1, centre error 0) and one where it did a failure; on visible frames an
+  unclaimed box counts as no box. The other two conventions cannot tell a tracker that reports
+  "lost" from one that keeps boxing a look-alike.
+
+A box is claimed (``held``) unless the caller says otherwise: our tracker reports a box on every
+frame a model step ran, and claims it only in state TRACKING or REFOUND (:func:`held`). The
+pytracking and TNL2K conventions score every box, claimed or not, as long-term trackers are
+scored on LaSOT (a box on every frame, a confidence alongside).
 
 In all three, frames whose ground truth is unknown (NaN or non-positive size) and not marked
 absent are excluded, and a visible frame where the tracker gave no box counts as a failure.
@@ -33,7 +39,7 @@ toolkits we never overwrite frame 1 with the ground truth: a run initialised fro
 scored on its own first-frame box.
 
 Lost/re-found scoring treats "target absent" as the positive class: a frame is predicted absent
-when the tracker gave no box or its state is LOST, SEARCHING or GONE.
+when the tracker did not hold the target (no box, or a state other than TRACKING / REFOUND).
 """
 from __future__ import annotations
 
@@ -51,7 +57,6 @@ OVERLAP_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)        # pixels
 NORM_CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0
 PRECISION_INDEX = 20        # 20 px on CENTER_THRESHOLDS, 0.2 on NORM_CENTER_THRESHOLDS
-ABSENT_STATES = (TrackState.LOST, TrackState.SEARCHING, TrackState.GONE)
 HOLDING_STATES = (TrackState.TRACKING, TrackState.REFOUND)
 
 # Per-frame status codes (see FrameErrors.status).
@@ -100,12 +105,14 @@ def valid_boxes(boxes_xywh: np.ndarray) -> np.ndarray:
 
 
 def frame_errors(pred_xywh, gt_xywh, gt_absent=None, dropped=None,
-                 convention: str = 'pytracking') -> FrameErrors:
+                 convention: str = 'pytracking', claimed=None) -> FrameErrors:
     """IoU and centre errors per frame under ``convention`` (one of ``CONVENTIONS``).
 
     ``pred_xywh`` (N, 4) has NaN rows where the tracker gave no box; ``gt_xywh`` (N, 4) NaN rows
     where the ground truth is unknown; ``gt_absent`` (N,) True where the target is not visible;
-    ``dropped`` (N,) True where the tracker never saw the frame (counted as a failure).
+    ``dropped`` (N,) True where the tracker never saw the frame (counted as a failure);
+    ``claimed`` (N,) True where a box claims the target is there (default: every box; only
+    the absent-aware convention reads it).
     """
     if convention not in CONVENTIONS:
         raise InputError(f'convention: expected one of {list(CONVENTIONS)}, got {convention!r}')
@@ -118,6 +125,8 @@ def frame_errors(pred_xywh, gt_xywh, gt_absent=None, dropped=None,
 
     visible = valid_boxes(gt) & ~absent
     has_pred = valid_boxes(pred) & ~dropped
+    if convention == 'absent-aware' and claimed is not None:
+        has_pred &= _as_flags(claimed, n, 'claimed flags')
     ok = visible & has_pred
     iou = np.full(n, -1.0)
     center = np.full(n, np.inf)
@@ -189,11 +198,16 @@ def mean_curves(items: list[Curves | None]) -> Curves | None:
                   norm_precision=np.mean([c.norm_precision for c in items], axis=0))
 
 
-def predicted_absent(pred_xywh, states) -> np.ndarray:
-    """True where the tracker says the target is not there: no box, or a lost-type state."""
+def held(pred_xywh, states) -> np.ndarray:
+    """True where the tracker claims the target: a box in state TRACKING or REFOUND."""
     pred = np.asarray(pred_xywh, dtype=np.float64)
     st = np.asarray(states, dtype=np.int64)
-    return ~valid_boxes(pred) | np.isin(st, [int(s) for s in ABSENT_STATES])
+    return valid_boxes(pred) & np.isin(st, [int(s) for s in HOLDING_STATES])
+
+
+def predicted_absent(pred_xywh, states) -> np.ndarray:
+    """True where the tracker says the target is not there: it does not hold it."""
+    return ~held(pred_xywh, states)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -146,10 +146,12 @@ def _draw(frame: np.ndarray, index: int, gt_box, gt_absent: bool,
     for k, (name, run) in enumerate(runs):
         colour = RUN_COLOURS[k % len(RUN_COLOURS)]
         box = run.boxes_xywh[index]
+        st = int(run.states[index])
         if valid_boxes(box):
             x, y, w, h = (int(round(v)) for v in box)
-            cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2)
-        st = int(run.states[index])
+            held = st in (TrackState.TRACKING, TrackState.REFOUND)
+            # an unconfirmed candidate (target not held) is drawn thin
+            cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2 if held else 1)
         state = TrackState(st).name if st != NO_STATE else 'DROPPED'
         lines.append((f'{name}: {state}', colour))
     scale = max(0.4, img.shape[1] / 1000)

@@ -58,3 +58,13 @@ class TrackResult:
     score: float                                          # confidence of the box, 0..1
     events: tuple[TrackEvent, ...] = ()
     timing_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    # While the target is not held (GROUNDING, LOST, SEARCHING, GONE): the frame's best match,
+    # unconfirmed, for displays and benchmarks, never for a controller to follow; None while
+    # held or when no model step ran.
+    candidate_xywh: tuple[float, float, float, float] | None = None
+    candidate_score: float = 0.0
+
+    @property
+    def estimate_xywh(self) -> tuple[float, float, float, float] | None:
+        """The tracker's best box for the frame, held or not: what overlap benchmarks score."""
+        return self.box_xywh if self.box_xywh is not None else self.candidate_xywh

@@ -90,6 +90,8 @@ class Decision:
     template_box_xywh: Box | None = None  # re-encode the template from this box of this frame
     clue: str = 'local'    # which of this frame's steps gives the next local step its temporal
     #                        clue when the search centre or template moves ('local'/'global')
+    candidate_xywh: Box | None = None     # not held: the frame's best match, unconfirmed
+    candidate_score: float = 0.0
 
 
 class Recovery(Protocol):
@@ -233,16 +235,18 @@ class Tracker:
                 self._clear()
                 return self._result(stamp, None, 0.0, events, t_start)
         if self.recovery is not None:
-            box, score = self._recovery_frame(image, stamp, events)
-        else:
-            box, score = self._plain_frame(image, stamp, events)
+            d = self._recovery_frame(image, stamp, events)
+            return self._result(stamp, d.box_xywh, d.score, events, t_start,
+                                d.candidate_xywh, d.candidate_score)
+        box, score = self._plain_frame(image, stamp, events)
         return self._result(stamp, box, score, events, t_start)
 
-    def _result(self, stamp, box, score, events, t_start) -> TrackResult:
+    def _result(self, stamp, box, score, events, t_start, candidate=None,
+                candidate_score=0.0) -> TrackResult:
         timing, self._timing = self._timing, {}
         timing['total'] = _ms(t_start, self.device)
-        return TrackResult(stamp, self.track_id, self.text, self.state, box, score,
-                           tuple(events), timing)
+        return TrackResult(stamp, self.track_id, self.text, self.state, _as_box(box), score,
+                           tuple(events), timing, _as_box(candidate), float(candidate_score))
 
     def _plain_frame(self, image, stamp, events) -> tuple[Box | None, float]:
         if self.state == TrackState.GROUNDING:
@@ -264,7 +268,7 @@ class Tracker:
         self._temporal = step.head.temporal
         return step.box_xywh, step.score
 
-    def _recovery_frame(self, image, stamp, events) -> tuple[Box | None, float]:
+    def _recovery_frame(self, image, stamp, events) -> Decision:
         if self._init_box is not None:
             # The given box is the template; the recovery object already knows it from begin().
             self.set_template(image, self._init_box)
@@ -284,7 +288,7 @@ class Tracker:
             step = self._steps.get(d.clue)
             self._temporal = step.head.temporal if step is not None else None
         self.state = d.state
-        return (None if d.box_xywh is None else tuple(float(v) for v in d.box_xywh)), d.score
+        return d
 
     # -- model steps (also used by recovery objects) -----------------------------------------
 
@@ -378,6 +382,10 @@ class Tracker:
     @staticmethod
     def _inference():
         return torch.inference_mode()
+
+
+def _as_box(box) -> Box | None:
+    return None if box is None else tuple(float(v) for v in box)
 
 
 def _ms(t0: float, device: torch.device) -> float:

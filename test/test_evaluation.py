@@ -13,7 +13,8 @@ from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, Track
 
 
 class FakeTracker:
-    """Answers from a script: one (box or None, state) per update call; records its calls."""
+    """Answers from a script: one (box or None, state[, candidate]) per update call; records
+    its calls."""
 
     def __init__(self, script, reject_text=None, bad_frames=()):
         self.script = list(script)
@@ -36,11 +37,13 @@ class FakeTracker:
         self.updates.append(stamp)
         if int(round(stamp)) in self.bad_frames:
             raise InputError('image: expected a sharp frame')
-        box, state = self.script[self.k % len(self.script)]
+        box, state, *candidate = self.script[self.k % len(self.script)]
         self.k += 1
         events = (TrackEvent(EventKind.LOST, stamp, 1),) if state == S.LOST else ()
         return TrackResult(stamp=stamp, track_id=1, text='', state=state, box_xywh=box,
-                           score=0.9 if box else 0.1, events=events)
+                           score=0.9 if box else 0.1, events=events,
+                           candidate_xywh=candidate[0] if candidate else None,
+                           candidate_score=0.2 if candidate else 0.0)
 
 
 def make_sequence(root: pathlib.Path, name='seq', n=5, absent=(), corrupt=(), size=(40, 60)):
@@ -153,6 +156,27 @@ def test_results_files_round_trip(tmp_path):
     assert len(rows) == 5 and rows[0][2] == 'status'
     assert rows[2][3] == 'LOST' and rows[4][2] == 'dropped' and 'unreadable' in rows[4][6]
     assert len(paths['time'].read_text().split()) == 4
+
+
+def test_candidates_are_scored_for_overlap_but_claim_nothing(tmp_path):
+    box = GOOD[0]
+    seq = make_sequence(tmp_path, n=4, absent=(2,))
+    # grounding with a right candidate, held, searching (target absent), searching (back)
+    script = [(None, S.GROUNDING, box), GOOD, (None, S.SEARCHING, box),
+              (None, S.SEARCHING, box)]
+    run = ev.run_sequence(FakeTracker(script), seq, CFG)
+    assert run.boxes_xywh[0].tolist() == list(box) and run.scores[0] == pytest.approx(0.2)
+    assert run.held.tolist() == [False, True, False, False]
+    back = ev.run_from_results(seq, ev.write_results(run, tmp_path / 'res')['boxes'].parent)
+    for r in (run, back):
+        auc = {c: ev.score_run(r, ev.EvalConfig(convention=c)).block['auc']
+               for c in ('pytracking', 'absent-aware')}
+        # pytracking: frames 0, 1, 3 are exact (IoU 1 > t for t < 1), frame 2 absent
+        assert auc['pytracking'] == pytest.approx(3 / 4 * 20 / 21)
+        # absent-aware: only frame 1 is a right claim and frame 2 a right "absent"
+        assert auc['absent-aware'] == pytest.approx(2 / 4 * 20 / 21)
+        block = ev.score_run(r, CFG).block
+        assert block['absent_counts'] == {'tp': 1, 'fp': 2, 'fn': 0, 'tn': 1}
 
 
 def test_read_boxes_accepts_commas_and_names_bad_file(tmp_path):

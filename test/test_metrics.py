@@ -66,6 +66,27 @@ def test_absent_aware_convention_credits_only_a_withheld_box():
     assert err.iou[0] == 0.0 and err.iou[3] == -1
 
 
+def test_unclaimed_box_is_scored_by_overlap_conventions_only():
+    # f0 (visible, exact box) and f3 (absent) come with candidate boxes the tracker did not claim
+    claimed = [False, True, True, False]
+    for conv in ('pytracking', 'tnl2k'):          # every box scored, claimed or not
+        a = metrics.frame_errors(PRED4, GT4, ABSENT4, convention=conv, claimed=claimed)
+        b = metrics.frame_errors(PRED4, GT4, ABSENT4, convention=conv)
+        assert np.array_equal(a.iou, b.iou) and a.iou[0] == 1.0
+    err = metrics.frame_errors(PRED4, GT4, ABSENT4, convention='absent-aware', claimed=claimed)
+    # f0: an unclaimed box on a visible frame is no box (a failure); f3: "absent" was right
+    assert err.iou[0] == 0.0 and err.iou[3] == 1.0 and err.center[3] == 0.0
+    assert metrics.curves(err).auc == pytest.approx((7 * 0.5 + 13 * 0.25) / 21)
+
+
+def test_held_needs_a_box_and_a_holding_state():
+    pred = np.array([GT10, GT10, NAN4, GT10, GT10], float)
+    states = [S.TRACKING, S.REFOUND, S.TRACKING, S.SEARCHING, S.GROUNDING]
+    assert list(metrics.held(pred, states)) == [True, True, False, False, False]
+    # a candidate while grounding is no claim that the target is there
+    assert list(metrics.predicted_absent(pred, states)) == [False, False, True, True, True]
+
+
 def test_thresholds_strict_for_overlap_inclusive_for_centre():
     # IoU exactly 0.5 (a 5x10 box inside the 10x10): not a success at t = 0.5 (IoU > t).
     cur = metrics.curves(metrics.frame_errors([[0, 0, 5, 10]], [GT10]))

@@ -285,6 +285,7 @@ def test_policy_grounds_tracks_loses_and_refinds():
     assert tr.calls[-1][0] == 'global'
     assert d.state == TrackState.TRACKING and [e.kind for e in d.events] == [EventKind.ACQUIRED]
     assert d.template_box_xywh == d.search_box_xywh == d.box_xywh
+    assert d.candidate_xywh is None and d.candidate_score == 0.0    # held: the box says it all
     centre = d.search_box_xywh
     tr.local_head = tr.global_head = flat_head()   # nothing anywhere
     d = policy.step(tr, image, 0.2)                        # weak: still tracking, centre kept
@@ -295,15 +296,36 @@ def test_policy_grounds_tracks_loses_and_refinds():
     assert tr.calls[-1] == ('local', centre)
     assert d.state == TrackState.LOST and d.box_xywh is None and d.search_box_xywh is None
     assert [e.kind for e in d.events] == [EventKind.LOST]
+    # not held, but the frame's best (weak) match still goes out as an unconfirmed candidate
+    assert d.candidate_xywh is not None and 0.0 <= d.candidate_score < 0.35
     d = policy.step(tr, image, 0.4)          # searching: the whole frame only
     assert tr.calls[-1] == ('global', None)
     assert d.state == TrackState.SEARCHING and d.box_xywh is None
+    assert d.candidate_xywh is not None and d.candidate_score < 0.35
     tr.global_head = head((3, 2), (6, 7))
     d = policy.step(tr, image, 0.5)
     assert d.state == TrackState.REFOUND and d.events[0].kind == EventKind.REFOUND
-    assert d.template_box_xywh is not None and d.box_xywh == d.template_box_xywh
+    # the track moves to the re-found box, but keeps the template of its acquisition
+    assert d.search_box_xywh == d.box_xywh and d.template_box_xywh is None
+    assert d.candidate_xywh is None
     policy.begin(2, '', 0.6, None)
     assert policy.state == TrackState.IDLE
+
+
+def test_retemplate_encodes_the_refound_box():
+    cfg = StateMachineConfig(confirm_frames=1, lost_after_frames=1, search_timeout_s=100.0)
+    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg,
+                            SearchConfig(retemplate=True))
+    tr = FakeTracker()
+    image = np.zeros((240, 320, 3), np.uint8)
+    policy.begin(1, 'the red ball', 0.0, None)
+    assert policy.step(tr, image, 0.1).state == TrackState.TRACKING
+    tr.local_head = tr.global_head = flat_head()
+    assert policy.step(tr, image, 0.2).state == TrackState.LOST
+    tr.global_head = head((3, 2), (6, 7))
+    d = policy.step(tr, image, 0.3)
+    assert d.state == TrackState.REFOUND
+    assert d.template_box_xywh is not None and d.template_box_xywh == d.box_xywh
 
 
 def test_policy_reports_the_trackers_grounding_box():

@@ -42,6 +42,10 @@ def test_unmatched_description_searches_then_reports_not_found(tracker):
     assert kinds == [EventKind.NOT_FOUND]        # random weights: nothing ever matches
     assert results[-1].state == TrackState.GONE
     assert all(r.box_xywh is None for r in results)
+    # every searching frame still says where its best (rejected) match was, as a candidate
+    searched = [r for r in results if r.state == TrackState.GROUNDING]
+    assert searched and all(r.candidate_xywh is not None and r.estimate_xywh == r.candidate_xywh
+                            for r in searched)
     nf = [e for r in results for e in r.events][0]
     assert 'not found' in nf.reason and nf.track_id == tracker.track_id
 
@@ -57,6 +61,7 @@ def test_given_box_is_tracked_then_lost_without_moving_the_search_centre(tracker
     assert tracker.search_box_xywh == box
     for r in results:
         assert (r.box_xywh is None) == (r.state not in HELD)
+        assert r.candidate_xywh is None or r.state not in HELD
 
 
 def test_switching_commands_every_frame_leaks_no_threads_or_state(tracker):

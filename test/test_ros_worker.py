@@ -166,6 +166,27 @@ def test_debug_image_draws_the_box_and_keeps_the_header():
     assert not rgb.any()                                 # input untouched
     idle = TrackResult(7.0, 1, '', TrackState.IDLE, None, 0.0)
     assert not np.frombuffer(node_mod.debug_image(rgb, idle, header).data, np.uint8).any()
+    # a candidate while searching: drawn too, in another colour
+    searching = TrackResult(7.0, 1, 'x', TrackState.SEARCHING, None, 0.0,
+                            candidate_xywh=(10, 10, 20, 15), candidate_score=0.2)
+    seen = np.frombuffer(node_mod.debug_image(rgb, searching, header).data, np.uint8)
+    seen = seen.reshape(40, 60, 3)
+    assert seen[10, 20].any() and not seen[20, 20].any()
+    assert not np.array_equal(seen[10, 20], out[10, 20])
+
+
+def test_target_msg_carries_the_candidate_only_when_not_held():
+    from std_msgs.msg import Header
+    from nl_tracker_ros.ros.convert import target_msg
+    held = target_msg(TrackResult(1.0, 3, 'x', TrackState.TRACKING, (1, 2, 3, 4), 0.7),
+                      Header())
+    assert held.has_box and not held.has_candidate and held.score == pytest.approx(0.7)
+    lost = target_msg(TrackResult(1.0, 3, 'x', TrackState.SEARCHING, None, 0.0,
+                                  candidate_xywh=(5, 6, 7, 8), candidate_score=0.25), Header())
+    assert not lost.has_box and lost.score == 0.0 and lost.has_candidate
+    assert (lost.candidate_x, lost.candidate_y, lost.candidate_width,
+            lost.candidate_height) == (5, 6, 7, 8)
+    assert lost.candidate_score == pytest.approx(0.25)
 
 
 def test_worker_survives_an_unexpected_tracker_failure(context, monkeypatch):

@@ -69,6 +69,9 @@ class SearchConfig:
     local: bool = False              # also track locally at the last held box while searching
     jump: bool = False               # weak tracking frames also search the whole frame
     jump_margin: float = 0.05        # a match this much better there (and accepted) takes over
+    # re-encode the template from each re-found box; false keeps the acquisition's template,
+    # as JointNLT never updates it (a loose or wrong re-find then cannot poison later frames)
+    retemplate: bool = False
     dim: int = 128                   # selector width
     heads: int = 4                   # selector attention heads
     layers: int = 1                  # selector transformer encoder layers

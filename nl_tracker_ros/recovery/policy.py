@@ -8,8 +8,9 @@ It implements the ``begin`` / ``step`` protocol of ``nl_tracker_ros.tracker.Reco
 Per frame it asks the state machine which model step to run (``tracker.local_step`` around the
 last confident box, ``tracker.global_step`` on the whole frame, or none), turns the HeadOutput
 into evidence with ``Recovery``, advances the state machine, and returns a ``Decision``: the
-box is reported only while the target is held, the search centre moves only on confident
-frames, and the template is re-encoded on ACQUIRED / REFOUND from a whole-frame match.
+box is reported only while the target is held (otherwise the frame's best match goes out as an
+unconfirmed candidate), the search centre moves only on confident frames, and the template is
+encoded on ACQUIRED from a whole-frame match (and on REFOUND with ``search.retemplate``).
 
 Two options add to the plan, as in AdaRS where the switch chooses between the local and the
 global result every frame; both are off by default (measured on the 30 calibration scenes):
@@ -84,14 +85,19 @@ class RecoveryPolicy:
         events = tuple(dataclasses.replace(e, stamp=stamp) for e in self._pending) + events
         self._pending = ()
         box, score = sm.reported(self.state, evidence)
-        found = any(e.kind in (EventKind.ACQUIRED, EventKind.REFOUND) for e in events)
+        # not held: the frame's best match is still reported, as a candidate nobody should follow
+        candidate = evidence.box_xywh if box is None else None
+        kinds = (EventKind.ACQUIRED, EventKind.REFOUND) if self.search.retemplate \
+            else (EventKind.ACQUIRED,)
+        found = any(e.kind in kinds for e in events)
         template = self.counters.box_xywh if found and mode == sm.Mode.GLOBAL else None
         self._new_template = template is not None
         # weak or lost frames move nothing: no new search centre, no temporal clue from them
         sure = self.state in (TrackState.TRACKING, TrackState.REFOUND) and self.counters.weak == 0
         clue = 'global' if mode == sm.Mode.GLOBAL else 'local'
         return Decision(self.state, box, score, events,
-                        self.counters.box_xywh if sure else None, template, clue)
+                        self.counters.box_xywh if sure else None, template, clue,
+                        candidate, float(evidence.score) if candidate is not None else 0.0)
 
     def _run(self, tracker, image, mode: sm.Mode, c: sm.Counters):
         """Run the planned model steps; return the winning result and the mode it came from.

@@ -34,6 +34,13 @@ def target_msg(result: TrackResult, header: Header) -> TrackedTarget:
     msg = TrackedTarget(header=header, track_id=int(result.track_id), phrase=result.text,
                         state=int(result.state))
     _set_box(msg, result.box_xywh, result.score)
+    box = result.candidate_xywh
+    msg.has_candidate = box is not None and all(math.isfinite(v) for v in box)
+    if msg.has_candidate:
+        (msg.candidate_x, msg.candidate_y, msg.candidate_width,
+         msg.candidate_height) = (float(v) for v in box)
+        score = result.candidate_score
+        msg.candidate_score = float(score) if math.isfinite(score) else 0.0
     return msg
 
 

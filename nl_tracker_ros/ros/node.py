@@ -470,14 +470,17 @@ class TrackerNode(LifecycleNode):
 
 
 def debug_image(rgb: np.ndarray, result, header: Header) -> Image:
-    """rgb8 Image of ``rgb`` with the result's box and state drawn on it."""
+    """rgb8 Image of ``rgb`` with the result's box and state drawn on it: the held box thick
+    and green, an unconfirmed candidate thin and orange."""
     out = rgb.copy()
-    if result.box_xywh is not None:
-        x, y, w, h = (int(round(v)) for v in result.box_xywh)
-        lost = result.state in (TrackState.LOST, TrackState.SEARCHING, TrackState.GONE)
-        colour = (255, 64, 0) if lost else (0, 255, 0)
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
-        cv2.putText(out, f'{result.state.name} {result.score:.2f}', (x, max(12, y - 4)),
+    box = result.estimate_xywh
+    if box is not None:
+        x, y, w, h = (int(round(v)) for v in box)
+        held = result.box_xywh is not None
+        colour = (0, 255, 0) if held else (255, 64, 0)
+        score = result.score if held else result.candidate_score
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2 if held else 1)
+        cv2.putText(out, f'{result.state.name} {score:.2f}', (x, max(12, y - 4)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     h, w, step, data = imconv.rgb_to_raw(out)
     return Image(header=header, height=h, width=w, encoding='rgb8', is_bigendian=0, step=step,

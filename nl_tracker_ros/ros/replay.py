@@ -217,9 +217,14 @@ class Player:
                     continue
                 box = (float(msg.x), float(msg.y), float(msg.width), float(msg.height)) \
                     if msg.has_box else None
+                cand = (float(msg.candidate_x), float(msg.candidate_y),
+                        float(msg.candidate_width), float(msg.candidate_height)) \
+                    if msg.has_candidate else None
                 record(run, i, TrackResult(stamp=float(stamps[i]), track_id=track_id,
                                            text=msg.phrase, state=TrackState(msg.state),
-                                           box_xywh=box, score=float(msg.score)))
+                                           box_xywh=box, score=float(msg.score),
+                                           candidate_xywh=cand,
+                                           candidate_score=float(msg.candidate_score)))
                 run.times_s[i] = t_answer - sent[i]
             elif i not in run.drop_reasons or run.drop_reasons[i] == 'not processed':
                 run.drop_reasons[i] = ('dropped by the node (a newer frame arrived first)'
