@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from nl_tracker_ros.evaluation import NO_STATE, EvalConfig, SequenceRun
-from nl_tracker_ros.metrics import valid_boxes
+from nl_tracker_ros.metrics import HOLDING_STATES, valid_boxes
 from nl_tracker_ros.track_types import TrackState
 
 HEADLINE_KEYS = ('auc', 'precision20', 'norm_precision', 'mean_iou', 'absent_precision',
@@ -149,7 +149,7 @@ def _draw(frame: np.ndarray, index: int, gt_box, gt_absent: bool,
         st = int(run.states[index])
         if valid_boxes(box):
             x, y, w, h = (int(round(v)) for v in box)
-            held = st in (TrackState.TRACKING, TrackState.REFOUND)
+            held = st in HOLDING_STATES
             # an unconfirmed candidate (target not held) is drawn thin
             cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2 if held else 1)
         state = TrackState(st).name if st != NO_STATE else 'DROPPED'

@@ -87,8 +87,10 @@ def test_deterministic_replay_matches_offline(setup):
     tracker = build_tracker_with_recovery(configs.tracker, configs.recovery)
     offline = ev.run_sequence(tracker, seq, ev.EvalConfig(prefetch=0))
     assert [TrackState(s) for s in replayed.states] == [TrackState(s) for s in offline.states]
-    # The node sends float32 boxes.
+    # The node sends float32 boxes, candidates included (random weights: some are not held).
     np.testing.assert_allclose(replayed.boxes_xywh, offline.boxes_xywh, atol=1e-3)
+    candidates = ~offline.held & ~np.isnan(offline.boxes_xywh).any(axis=1)
+    assert candidates.any() and np.array_equal(replayed.held, offline.held)
     a, b = ev.summarize([replayed]), ev.summarize([offline])
     for key in ('auc', 'precision20', 'norm_precision', 'absent_f1', 'frames_total',
                 'frames_scored', 'frames_dropped'):
