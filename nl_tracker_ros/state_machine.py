@@ -13,7 +13,8 @@ box of whatever ran this frame) and gets back ``(state, counters, events)``::
 - Hysteresis: acquiring or re-finding needs ``accept_threshold`` (the first acquisition after a
   command: ``acquire_threshold`` when set) on ``confirm_frames`` consecutive frames whose boxes
   agree; once tracking, only ``lost_after_frames`` consecutive frames below the lower
-  ``keep_threshold`` declare the target lost. One weak frame never flaps the state.
+  ``keep_threshold`` declare the target lost (a frame whose Evidence is ``confirmed`` by an
+  independent look is not weak). One weak frame never flaps the state.
 - The search centre (``Counters.box_xywh``) moves only on confident frames, never while lost.
 - Searching longer than ``search_timeout_s`` (or grounding longer than ``grounding_timeout_s``)
   emits NOT_FOUND once and goes to GONE, where the search goes on at ``gone_search_interval_s``.
@@ -81,6 +82,7 @@ class Evidence:
     score: float = 0.0
     box_xywh: Box | None = None
     ran: bool = True
+    confirmed: bool = False   # an independent look (whole-frame grounding) agrees with the box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +174,8 @@ def reported(state: TrackState, evidence: Evidence) -> tuple[Box | None, float]:
 def _track(c: Counters, ev: Evidence, stamp: float, cfg: StateMachineConfig):
     if not ev.ran:
         return TrackState.TRACKING, c, ()
-    if ev.box_xywh is not None and ev.score >= cfg.keep_threshold:
+    # a weak score that the whole frame agrees with counts as a confident frame
+    if ev.box_xywh is not None and (ev.score >= cfg.keep_threshold or ev.confirmed):
         box = tuple(float(v) for v in ev.box_xywh)
         return TrackState.TRACKING, dataclasses.replace(c, weak=0, box_xywh=box), ()
     weak = c.weak + 1

@@ -239,6 +239,8 @@ def test_yaml_holds_the_dataclass_defaults():
     assert to_dict(RecoveryConfig()) == data
     with pytest.raises(ConfigError):
         from_dict(RecoveryConfig, {'states': {'lost_after': 3}})
+    with pytest.raises(ConfigError, match='search.verify_iou'):
+        from_dict(RecoveryConfig, {'search': {'verify_iou': 1.5}})
 
 
 class FakeTracker:
@@ -356,6 +358,28 @@ def acquired_policy(search=SearchConfig()):
     d = policy.step(tr, np.zeros((240, 320, 3), np.uint8), 0.1)
     assert d.state == TrackState.TRACKING
     return policy, tr, d.search_box_xywh
+
+
+def test_verify_keeps_a_weak_box_the_whole_frame_agrees_with():
+    image = np.zeros((240, 320, 3), np.uint8)
+    for grounded, kept in ((None, True), ((250.0, 200.0, 30.0, 30.0), False)):
+        policy, tr, centre = acquired_policy(SearchConfig(verify_iou=0.5))
+        tr.local_head = flat_head()
+        d = policy.step(tr, image, 0.2)              # weak, but LOST would need a second one
+        assert d.state == TrackState.TRACKING and ('global', None) not in tr.calls[1:]
+        mapped = tr.global_step
+
+        def global_step(image, box=grounded or d.box_xywh):
+            s = mapped(image)
+            s.box_xywh = box                          # the grounding box, on or off the local box
+            return s
+
+        tr.global_step = global_step
+        tr.calls.clear()
+        d = policy.step(tr, image, 0.25)             # the frame that would declare LOST
+        assert tr.calls == [('local', centre), ('global', None)]
+        assert d.state == (TrackState.TRACKING if kept else TrackState.LOST)
+        assert d.score < 0.35                         # the weak score is reported as it is
 
 
 def test_weak_frame_jumps_to_a_clearly_better_whole_frame_match():

@@ -111,6 +111,20 @@ def test_lost_after_n_weak_frames_with_last_confident_box():
     assert sm.plan(r.state, r.c, r.t, CFG) == sm.Mode.GLOBAL
 
 
+def test_confirmed_weak_frame_is_no_miss_and_moves_the_centre():
+    r = Run()
+    r.acquire()
+    r.frame(weak())
+    r.frame(weak())
+    confirmed = sm.Evidence(0.1, (300.0, 10.0, 20.0, 20.0), confirmed=True)
+    assert r.frame(confirmed) == () and r.state == TrackState.TRACKING
+    assert r.c.weak == 0 and r.c.box_xywh == (300.0, 10.0, 20.0, 20.0)
+    # unconfirmed, the same third weak frame is a LOST
+    r.frame(weak())
+    r.frame(weak())
+    assert [e.kind for e in r.frame(weak())] == [EventKind.LOST]
+
+
 def test_search_centre_does_not_follow_weak_or_lost_frames():
     r = Run()
     r.acquire()

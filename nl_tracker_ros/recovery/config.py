@@ -72,6 +72,9 @@ class SearchConfig:
     # re-encode the template from each re-found box; false keeps the acquisition's template,
     # as JointNLT never updates it (a loose or wrong re-find then cannot poison later frames)
     retemplate: bool = False
+    # > 0: before a weak frame would declare LOST, ground the description on the whole frame
+    # once; a grounding box overlapping the local box this much (IoU) keeps the track (0: off)
+    verify_iou: float = 0.0
     dim: int = 128                   # selector width
     heads: int = 4                   # selector attention heads
     layers: int = 1                  # selector transformer encoder layers
@@ -87,6 +90,8 @@ class SearchConfig:
         if not -1.0 <= self.window_margin <= 1.0:
             raise ConfigError(f'search.window_margin: expected -1..1 (a score difference), '
                               f'got {self.window_margin}')
+        if not 0.0 <= self.verify_iou <= 1.0:
+            raise ConfigError(f'search.verify_iou: expected 0..1 (0: off), got {self.verify_iou}')
         if self.dim % self.heads:
             raise ConfigError(f'search: dim {self.dim} must be divisible by heads {self.heads}')
 
