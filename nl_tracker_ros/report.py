@@ -52,11 +52,13 @@ def build_report(results: dict[str, dict], config: EvalConfig = EvalConfig(),
             'overall': 'curves averaged over sequences (pytracking); absent counts pooled',
             'convention': ('pytracking: absent frames stay in the denominator and fail; '
                            'tnl2k: absent frames are removed from scoring; absent-aware: '
-                           'an absent frame succeeds without a box and fails with one'),
+                           'an absent frame succeeds when the target is not held and fails '
+                           'when it is, and only held boxes are scored'),
             'frames': ('frames_total = frames_scored + frames_dropped + frames_excluded; '
                        'dropped frames count as failures in the curves'),
-            'absent': 'a frame is predicted absent when there is no box or the state is '
-                      'LOST/SEARCHING/GONE',
+            'absent': 'a frame is predicted absent when the target is not held (no box, '
+                      'or a state other than TRACKING/REFOUND)',
+            'boxes': 'the held box, or while the target is not held its unconfirmed candidate',
         },
         'configurations': results,
     })
