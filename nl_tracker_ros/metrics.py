@@ -50,14 +50,13 @@ import numpy as np
 
 from nl_tracker_ros.boxes import iou_xywh, xywh_to_cxcywh
 from nl_tracker_ros.errors import InputError
-from nl_tracker_ros.track_types import EventKind, TrackState
+from nl_tracker_ros.track_types import HOLDING_STATES, EventKind
 
 CONVENTIONS = ('pytracking', 'tnl2k', 'absent-aware')
 OVERLAP_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)        # pixels
 NORM_CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0
 PRECISION_INDEX = 20        # 20 px on CENTER_THRESHOLDS, 0.2 on NORM_CENTER_THRESHOLDS
-HOLDING_STATES = (TrackState.TRACKING, TrackState.REFOUND)
 
 # Per-frame status codes (see FrameErrors.status).
 SCORED, DROPPED, EXCLUDED_ABSENT, EXCLUDED_NO_GT = 0, 1, 2, 3
@@ -291,9 +290,8 @@ def reacquire_delays(pred_xywh, states, gt_xywh, gt_absent) -> list[int | None]:
     """
     pred = np.asarray(pred_xywh, dtype=np.float64)
     gt = np.asarray(gt_xywh, dtype=np.float64)
-    st = np.asarray(states, dtype=np.int64)
     absent = np.asarray(gt_absent, dtype=bool)
-    ok = valid_boxes(pred) & valid_boxes(gt) & np.isin(st, [int(s) for s in HOLDING_STATES])
+    ok = held(pred, states) & valid_boxes(gt)
     hold = np.zeros(len(absent), dtype=bool)
     if ok.any():
         hold[ok] = iou_xywh(pred[ok], gt[ok]) > 0

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from nl_tracker_ros.evaluation import NO_STATE, EvalConfig, SequenceRun
-from nl_tracker_ros.metrics import HOLDING_STATES, valid_boxes
-from nl_tracker_ros.track_types import TrackState
+from nl_tracker_ros.metrics import valid_boxes
+from nl_tracker_ros.track_types import HOLDING_STATES, TrackState
 
 HEADLINE_KEYS = ('auc', 'precision20', 'norm_precision', 'mean_iou', 'absent_precision',
                  'absent_recall', 'absent_f1', 'frames_total', 'frames_scored',

@@ -33,7 +33,7 @@ import math
 
 from nl_tracker_ros.boxes import iou_xywh
 from nl_tracker_ros.errors import ConfigError
-from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackState
+from nl_tracker_ros.track_types import HOLDING_STATES, EventKind, TrackEvent, TrackState
 
 Box = tuple[float, float, float, float]
 
@@ -115,7 +115,7 @@ def plan(state: TrackState, counters: Counters, stamp: float,
     """Return the model step to run on the frame with ``stamp``."""
     if state == TrackState.IDLE:
         return Mode.NONE
-    if state in (TrackState.TRACKING, TrackState.REFOUND):
+    if state in HOLDING_STATES:
         return Mode.LOCAL
     # 1 us slack: stamps summed from frame periods fall a hair short of the interval
     wait = config.gone_search_interval_s - 1e-6
@@ -155,7 +155,7 @@ def step(state: TrackState, counters: Counters, evidence: Evidence, stamp: float
     """Advance one frame: ``(state, counters, evidence) -> (state, counters, events)``."""
     if state == TrackState.IDLE:
         return state, counters, ()
-    if state in (TrackState.TRACKING, TrackState.REFOUND):
+    if state in HOLDING_STATES:
         return _track(counters, evidence, stamp, config)
     return _search(state, counters, evidence, stamp, config)
 
@@ -166,7 +166,7 @@ def reported(state: TrackState, evidence: Evidence) -> tuple[Box | None, float]:
     A box is published only while the target is held (TRACKING, REFOUND); a weak tracking frame
     keeps its box with its low score so a robot can slow down before LOST is declared.
     """
-    if state in (TrackState.TRACKING, TrackState.REFOUND) and evidence.box_xywh is not None:
+    if state in HOLDING_STATES and evidence.box_xywh is not None:
         return tuple(float(v) for v in evidence.box_xywh), float(evidence.score)
     return None, 0.0
 

@@ -21,6 +21,10 @@ class TrackState(enum.IntEnum):
     GONE = 6        # searched longer than the limit; reported once, search continues at low rate
 
 
+# The states in which the target is held: a box is published and a controller may follow it.
+HOLDING_STATES = (TrackState.TRACKING, TrackState.REFOUND)
+
+
 class EventKind(enum.IntEnum):
     """What happened; the integer values are the ones carried in messages."""
 

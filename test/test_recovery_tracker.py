@@ -9,10 +9,9 @@ from nl_tracker_ros.model.config import get_preset
 from nl_tracker_ros.recovery import RecoveryConfig
 from nl_tracker_ros.recovery.policy import RecoveryPolicy, build_policy
 from nl_tracker_ros.state_machine import StateMachineConfig
-from nl_tracker_ros.track_types import EventKind, TrackState
+from nl_tracker_ros.track_types import HOLDING_STATES as HELD, EventKind, TrackState
 
 trk = pytest.importorskip('nl_tracker_ros.tracker')
-HELD = (TrackState.TRACKING, TrackState.REFOUND)
 
 
 @pytest.fixture(scope='module')

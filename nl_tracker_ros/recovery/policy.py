@@ -39,7 +39,7 @@ from nl_tracker_ros import state_machine as sm
 from nl_tracker_ros.boxes import iou_xywh
 from nl_tracker_ros.recovery.config import RecoveryConfig, SearchConfig
 from nl_tracker_ros.recovery.switch import Recovery, Region, build_recovery
-from nl_tracker_ros.track_types import EventKind, TrackState
+from nl_tracker_ros.track_types import HOLDING_STATES, EventKind, TrackState
 
 
 class RecoveryPolicy:
@@ -99,7 +99,7 @@ class RecoveryPolicy:
         template = self.counters.box_xywh if found and mode == sm.Mode.GLOBAL else None
         self._new_template = template is not None
         # weak or lost frames move nothing: no new search centre, no temporal clue from them
-        sure = self.state in (TrackState.TRACKING, TrackState.REFOUND) and self.counters.weak == 0
+        sure = self.state in HOLDING_STATES and self.counters.weak == 0
         clue = 'global' if mode == sm.Mode.GLOBAL else 'local'
         return Decision(self.state, box, score, events,
                         self.counters.box_xywh if sure else None, template, clue,
