@@ -22,11 +22,15 @@ def sec_to_stamp(t: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+def _box_fields(box, score: float) -> tuple[bool, tuple[float, ...], float]:
+    """(valid, (x, y, w, h), score) for a message's box fields; zeros without a finite box."""
+    ok = box is not None and all(math.isfinite(v) for v in box)
+    xywh = tuple(float(v) for v in box) if ok else (0.0, 0.0, 0.0, 0.0)
+    return ok, xywh, float(score) if math.isfinite(score) else 0.0
+
+
 def _set_box(msg, box, score: float) -> None:
-    msg.has_box = box is not None and all(math.isfinite(v) for v in box)
-    if msg.has_box:
-        msg.x, msg.y, msg.width, msg.height = (float(v) for v in box)
-    msg.score = float(score) if math.isfinite(score) else 0.0
+    msg.has_box, (msg.x, msg.y, msg.width, msg.height), msg.score = _box_fields(box, score)
 
 
 def target_msg(result: TrackResult, header: Header) -> TrackedTarget:
@@ -34,13 +38,9 @@ def target_msg(result: TrackResult, header: Header) -> TrackedTarget:
     msg = TrackedTarget(header=header, track_id=int(result.track_id), phrase=result.text,
                         state=int(result.state))
     _set_box(msg, result.box_xywh, result.score)
-    box = result.candidate_xywh
-    msg.has_candidate = box is not None and all(math.isfinite(v) for v in box)
-    if msg.has_candidate:
-        (msg.candidate_x, msg.candidate_y, msg.candidate_width,
-         msg.candidate_height) = (float(v) for v in box)
-        score = result.candidate_score
-        msg.candidate_score = float(score) if math.isfinite(score) else 0.0
+    (msg.has_candidate, (msg.candidate_x, msg.candidate_y, msg.candidate_width,
+                         msg.candidate_height), msg.candidate_score) = \
+        _box_fields(result.candidate_xywh, result.candidate_score)
     return msg
 
 

@@ -215,11 +215,9 @@ class Player:
                 if int(msg.track_id) != track_id:
                     run.drop_reasons[i] = f'answer belongs to track {msg.track_id}'
                     continue
-                box = (float(msg.x), float(msg.y), float(msg.width), float(msg.height)) \
-                    if msg.has_box else None
-                cand = (float(msg.candidate_x), float(msg.candidate_y),
-                        float(msg.candidate_width), float(msg.candidate_height)) \
-                    if msg.has_candidate else None
+                box = _msg_box(msg.has_box, msg.x, msg.y, msg.width, msg.height)
+                cand = _msg_box(msg.has_candidate, msg.candidate_x, msg.candidate_y,
+                                msg.candidate_width, msg.candidate_height)
                 record(run, i, TrackResult(stamp=float(stamps[i]), track_id=track_id,
                                            text=msg.phrase, state=TrackState(msg.state),
                                            box_xywh=box, score=float(msg.score),
@@ -247,9 +245,13 @@ def _image(rgb: np.ndarray, stamp: float, frame_id: str) -> Image:
                  width=w, encoding='rgb8', is_bigendian=0, step=step, data=data)
 
 
+def _msg_box(valid: bool, *xywh) -> tuple[float, float, float, float] | None:
+    """A message's box fields as a box, None when its valid flag is false."""
+    return tuple(float(v) for v in xywh) if valid else None
+
+
 def _event(msg: TrackEventMsg) -> TrackEvent:
-    box = (float(msg.x), float(msg.y), float(msg.width), float(msg.height)) \
-        if msg.has_box else None
+    box = _msg_box(msg.has_box, msg.x, msg.y, msg.width, msg.height)
     return TrackEvent(kind=EventKind(msg.kind), stamp=stamp_to_sec(msg.header.stamp),
                       track_id=int(msg.track_id), reason=msg.reason, box_xywh=box,
                       score=float(msg.score))
