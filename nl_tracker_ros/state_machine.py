@@ -12,9 +12,12 @@ box of whatever ran this frame) and gets back ``(state, counters, events)``::
 
 - Hysteresis: acquiring or re-finding needs ``accept_threshold`` (the first acquisition after a
   command: ``acquire_threshold`` when set) on ``confirm_frames`` consecutive frames whose boxes
-  agree; once tracking, only ``lost_after_frames`` consecutive frames below the lower
-  ``keep_threshold`` declare the target lost (a frame whose Evidence is ``confirmed`` by an
-  independent look is not weak). One weak frame never flaps the state.
+  agree, then ``trial_frames`` local tracking frames of the match, none weak (a trial), before
+  ACQUIRED or REFOUND. A look-alike that the whole-frame search accepts often scores weak once
+  tracked, and then fails its trial without ever being published as held. Once tracking, only
+  ``lost_after_frames`` consecutive frames below the lower ``keep_threshold`` declare the
+  target lost (a frame whose Evidence is ``confirmed`` by an independent look is not weak). One
+  weak frame never flaps the state.
 - The search centre (``Counters.box_xywh``) moves only on confident frames, never while lost.
 - Searching longer than ``search_timeout_s`` (or grounding longer than ``grounding_timeout_s``)
   emits NOT_FOUND once and goes to GONE, where the search goes on at ``gone_search_interval_s``.
@@ -48,8 +51,9 @@ class StateMachineConfig:
     # None: accept_threshold
     acquire_threshold: float | None = None
     lost_after_frames: int = 3          # consecutive weak frames before LOST
-    confirm_frames: int = 2             # consecutive agreeing matches before ACQUIRED/REFOUND
+    confirm_frames: int = 1             # consecutive agreeing matches before the trial
     confirm_iou: float = 0.3            # IoU two consecutive matches need to count as agreeing
+    trial_frames: int = 2               # then local frames, none weak, before ACQUIRED/REFOUND
     grounding_timeout_s: float = 3.0    # no match this long after a command: NOT_FOUND
     search_timeout_s: float = 5.0       # searching this long after LOST: NOT_FOUND
     gone_search_interval_s: float = 1.0  # while GONE, search the whole frame this often
@@ -65,6 +69,8 @@ class StateMachineConfig:
         for name in ('lost_after_frames', 'confirm_frames'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'states.{name}: expected >= 1, got {getattr(self, name)}')
+        if self.trial_frames < 0:
+            raise ConfigError(f'states.trial_frames: expected >= 0, got {self.trial_frames}')
         for name in ('grounding_timeout_s', 'search_timeout_s', 'gone_search_interval_s'):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f'states.{name}: expected >= 0, got {getattr(self, name)}')
@@ -93,7 +99,8 @@ class Counters:
     text: str = ''
     weak: int = 0                     # consecutive weak frames while tracking
     hits: int = 0                     # consecutive agreeing matches while grounding/searching
-    candidate: Box | None = None      # box of the current match streak
+    candidate: Box | None = None      # box of the current match streak (or trial)
+    trial: int = 0                    # local frames the match must still pass (0: no trial)
     # frame stamp when grounding or searching began; NaN until the first frame after a
     # command, so timeouts run on the frames' clock even when the command's differs
     phase_start: float = math.nan
@@ -115,7 +122,7 @@ def plan(state: TrackState, counters: Counters, stamp: float,
     """Return the model step to run on the frame with ``stamp``."""
     if state == TrackState.IDLE:
         return Mode.NONE
-    if state in HOLDING_STATES:
+    if state in HOLDING_STATES or counters.trial:
         return Mode.LOCAL
     # 1 us slack: stamps summed from frame periods fall a hair short of the interval
     wait = config.gone_search_interval_s - 1e-6
@@ -160,6 +167,11 @@ def step(state: TrackState, counters: Counters, evidence: Evidence, stamp: float
     return _search(state, counters, evidence, stamp, config)
 
 
+def centre(counters: Counters) -> Box | None:
+    """Where the next local step looks: the match on trial, else the last held box."""
+    return counters.candidate if counters.trial else counters.box_xywh
+
+
 def reported(state: TrackState, evidence: Evidence) -> tuple[Box | None, float]:
     """The (box, score) to publish for a frame that ended in ``state``.
 
@@ -197,6 +209,8 @@ def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
         c = dataclasses.replace(c, last_search=stamp)
     if state == TrackState.LOST:
         state = TrackState.SEARCHING
+    if c.trial:
+        return _trial(state, c, ev, stamp, cfg)
     if ev.ran:
         need = cfg.accept_threshold
         if not c.acquired and cfg.acquire_threshold is not None:
@@ -207,10 +221,32 @@ def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
                      and float(iou_xywh(box, c.candidate)) >= cfg.confirm_iou)
             hits = c.hits + 1 if agree else 1
             if hits >= cfg.confirm_frames:
-                return _found(c, box, ev.score, stamp, hits)
+                if not cfg.trial_frames:
+                    return _found(c, box, ev.score, stamp, hits)
+                return state, dataclasses.replace(c, hits=hits, candidate=box,
+                                                  trial=cfg.trial_frames), ()
             c = dataclasses.replace(c, hits=hits, candidate=box)
         else:
             c = dataclasses.replace(c, hits=0, candidate=None)
+    return _timeout(state, c, stamp, cfg)
+
+
+def _trial(state: TrackState, c: Counters, ev: Evidence, stamp: float,
+           cfg: StateMachineConfig):
+    """A confirmed match is tracked locally; one weak frame sends it back to the search,
+    whose timeout kept running."""
+    if not ev.ran:
+        return state, c, ()
+    if ev.box_xywh is None or ev.score < cfg.keep_threshold:
+        return _timeout(state, dataclasses.replace(c, hits=0, candidate=None, trial=0), stamp,
+                        cfg)
+    box = tuple(float(v) for v in ev.box_xywh)
+    if c.trial > 1:
+        return state, dataclasses.replace(c, candidate=box, trial=c.trial - 1), ()
+    return _found(c, box, ev.score, stamp, c.hits, cfg.trial_frames)
+
+
+def _timeout(state: TrackState, c: Counters, stamp: float, cfg: StateMachineConfig):
     if state == TrackState.GONE:
         return state, c, ()
     grounding = state == TrackState.GROUNDING
@@ -224,11 +260,14 @@ def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
     return TrackState.GONE, dataclasses.replace(c, last_search=stamp), (event,)
 
 
-def _found(c: Counters, box: Box, score: float, stamp: float, hits: int):
+def _found(c: Counters, box: Box, score: float, stamp: float, hits: int, tracked: int = 0):
     kind = EventKind.REFOUND if c.acquired else EventKind.ACQUIRED
     state = TrackState.REFOUND if c.acquired else TrackState.TRACKING
-    reason = f'score {score:.2f} on {hits} consecutive frames'
+    reason = 'matched once' if hits == 1 else f'matched on {hits} consecutive frames'
+    if tracked:
+        reason += f', then tracked for {tracked} frame' + 's' * (tracked > 1)
+    reason += f' (score {score:.2f})'
     event = TrackEvent(kind, stamp, c.track_id, reason, box, float(score))
-    new = dataclasses.replace(c, weak=0, hits=0, candidate=None, box_xywh=box, acquired=True,
-                              last_search=-math.inf)
+    new = dataclasses.replace(c, weak=0, hits=0, candidate=None, trial=0, box_xywh=box,
+                              acquired=True, last_search=-math.inf)
     return state, new, (event,)

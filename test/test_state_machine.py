@@ -10,7 +10,8 @@ from nl_tracker_ros.track_types import EventKind, TrackState
 
 CFG = sm.StateMachineConfig(accept_threshold=0.6, keep_threshold=0.4, lost_after_frames=3,
                             confirm_frames=2, confirm_iou=0.3, grounding_timeout_s=2.0,
-                            search_timeout_s=3.0, gone_search_interval_s=1.0)
+                            search_timeout_s=3.0, gone_search_interval_s=1.0,
+                            trial_frames=0)    # the trial has its own tests
 BOX = (100.0, 80.0, 40.0, 60.0)
 FPS = 10.0
 
@@ -50,8 +51,8 @@ class Run:
 
     def acquire(self):
         self.command('the person in the red jacket')
-        self.frame(good())
-        self.frame(good())
+        for _ in range(self.cfg.confirm_frames + self.cfg.trial_frames):
+            self.frame(good())
         assert self.state == TrackState.TRACKING
 
 
@@ -215,6 +216,64 @@ def test_description_matching_nothing_ends_in_not_found_without_a_box():
     assert nf.stamp == pytest.approx(CFG.grounding_timeout_s, abs=1.01 / FPS)
 
 
+TRIAL = sm.StateMachineConfig(**{**CFG.__dict__, 'trial_frames': 2})
+
+
+def test_confirmed_match_is_tracked_on_trial_before_acquired():
+    r = Run(TRIAL)
+    r.command('the red ball')
+    r.frame(good())
+    assert r.frame(good()) == ()                       # matched twice: now on trial
+    assert r.state == TrackState.GROUNDING and r.c.trial == 2
+    assert sm.plan(r.state, r.c, r.t, TRIAL) == sm.Mode.LOCAL
+    assert sm.centre(r.c) == BOX                       # the trial follows the match
+    moved = (104.0, 82.0, 40.0, 60.0)
+    assert r.frame(good(moved, score=0.45)) == ()      # above keep, below accept: passes
+    assert sm.centre(r.c) == moved and r.c.box_xywh is None
+    ev = r.frame(good(moved, score=0.5))
+    assert [e.kind for e in ev] == [EventKind.ACQUIRED]
+    assert r.state == TrackState.TRACKING and ev[0].box_xywh == moved
+    assert 'tracked for 2' in ev[0].reason
+    assert sm.reported(TrackState.GROUNDING, good()) == (None, 0.0)
+
+
+def test_look_alike_failing_its_trial_is_never_held_and_timeout_runs_on():
+    r = Run(TRIAL)
+    r.command('the purple star')
+    published = []
+    while r.state != TrackState.GONE:
+        mode = sm.plan(r.state, r.c, r.t, TRIAL)
+        # the whole frame keeps finding the look-alike; tracked, it scores weak
+        ev = good() if mode == sm.Mode.GLOBAL else weak(box=BOX)
+        r.frame(ev)
+        published.append(sm.reported(r.state, ev))
+    assert r.kinds() == [EventKind.COMMAND_ACCEPTED, EventKind.NOT_FOUND]
+    assert all(box is None for box, _ in published)
+    assert r.t == pytest.approx(TRIAL.grounding_timeout_s, abs=1.01 / FPS)
+
+
+def test_refind_on_trial_keeps_the_last_held_box_until_it_passes():
+    r = Run(TRIAL)
+    r.acquire()
+    for _ in range(4):
+        r.frame(weak())
+    assert r.state == TrackState.SEARCHING
+    new = (400.0, 300.0, 40.0, 60.0)
+    r.frame(good(new))
+    r.frame(good(new))
+    assert r.state == TrackState.SEARCHING and sm.centre(r.c) == new
+    assert r.c.box_xywh == BOX                        # the search centre of the held track
+    r.frame(weak(box=new))                            # failed: back to the whole frame
+    assert r.c.trial == 0 and sm.centre(r.c) == BOX
+    assert sm.plan(r.state, r.c, r.t, TRIAL) == sm.Mode.GLOBAL
+    for _ in range(2):
+        r.frame(good(new))
+    r.frame(good(new))
+    ev = r.frame(good(new))
+    assert [e.kind for e in ev] == [EventKind.REFOUND]
+    assert r.c.box_xywh == new
+
+
 def test_found_while_gone_after_grounding_counts_as_acquired():
     r = Run()
     r.command('the red ball')
@@ -306,7 +365,7 @@ def test_frames_without_a_model_step_do_not_count():
 
 def test_acquire_threshold_applies_to_the_first_acquisition_only():
     cfg = sm.StateMachineConfig(accept_threshold=0.6, keep_threshold=0.4, acquire_threshold=0.45,
-                                lost_after_frames=1, confirm_frames=2)
+                                lost_after_frames=1, confirm_frames=2, trial_frames=0)
     r = Run(cfg)
     r.command('the red ball')
     r.frame(good(score=0.5))
@@ -338,6 +397,8 @@ def test_config_rejects_inverted_hysteresis():
         sm.StateMachineConfig(keep_threshold=0.3, acquire_threshold=0.2)
     with pytest.raises(ConfigError):
         sm.StateMachineConfig(lost_after_frames=0)
+    with pytest.raises(ConfigError, match='trial_frames'):
+        sm.StateMachineConfig(trial_frames=-1)
 
 
 def test_state_machine_imports_no_model_and_no_ros():

@@ -9,8 +9,9 @@ Per frame it asks the state machine which model step to run (``tracker.local_ste
 last confident box, ``tracker.global_step`` on the whole frame, or none), turns the HeadOutput
 into evidence with ``Recovery``, advances the state machine, and returns a ``Decision``: the
 box is reported only while the target is held (otherwise the frame's best match goes out as an
-unconfirmed candidate), the search centre moves only on confident frames, and the template is
-encoded on ACQUIRED from a whole-frame match (and on REFOUND with ``search.retemplate``).
+unconfirmed candidate), the search centre moves only on confident frames (and follows a match on
+trial), and the template is encoded from the first whole-frame match of a track when its trial
+begins (on ACQUIRED without a trial; on REFOUND too with ``search.retemplate``).
 
 Three options add to the plan, as in AdaRS where the switch chooses between the local and the
 global result every frame; all are off by default (measured on the 30 calibration scenes):
@@ -93,23 +94,40 @@ class RecoveryPolicy:
         box, score = sm.reported(self.state, evidence)
         # not held: the frame's best match is still reported, as a candidate nobody should follow
         candidate = evidence.box_xywh if box is None else None
-        kinds = (EventKind.ACQUIRED, EventKind.REFOUND) if self.search.retemplate \
-            else (EventKind.ACQUIRED,)
-        found = any(e.kind in kinds for e in events)
-        template = self.counters.box_xywh if found and mode == sm.Mode.GLOBAL else None
+        template = self._template(c, mode, events)
         self._new_template = template is not None
-        # weak or lost frames move nothing: no new search centre, no temporal clue from them
-        sure = self.state in HOLDING_STATES and self.counters.weak == 0
+        # weak or lost frames move nothing: no new search centre, no temporal clue from them;
+        # a match on trial is followed like a held target
+        sure = (self.state in HOLDING_STATES and self.counters.weak == 0) or self.counters.trial
         clue = 'global' if mode == sm.Mode.GLOBAL else 'local'
         return Decision(self.state, box, score, events,
-                        self.counters.box_xywh if sure else None, template, clue,
+                        sm.centre(self.counters) if sure else None, template, clue,
                         candidate, float(evidence.score) if candidate is not None else 0.0)
+
+    def _template(self, before: sm.Counters, mode: sm.Mode, events) -> sm.Box | None:
+        """The box to encode the template from on this frame, if any.
+
+        The first match of a track is encoded when its trial begins (it is tracked on trial
+        with it), or when it is found without a trial; a re-found target keeps the first
+        template unless ``search.retemplate``.
+        """
+        now = self.counters
+        if now.trial and not before.trial:
+            return None if before.acquired else now.candidate
+        kinds = (EventKind.ACQUIRED, EventKind.REFOUND) if self.search.retemplate \
+            else (EventKind.ACQUIRED,)
+        if not any(e.kind in kinds for e in events):
+            return None
+        if before.trial:     # found by tracking: only a re-found target is re-encoded here
+            return now.box_xywh if before.acquired else None
+        return now.box_xywh if mode == sm.Mode.GLOBAL else None
 
     def _agrees_globally(self, tracker, image, evidence: sm.Evidence, c: sm.Counters) -> bool:
         """``search.verify_iou``: on the weak tracking frame that would declare LOST, whether
         the whole-frame grounding box overlaps the local box enough to keep the track."""
         cfg = self.config
-        if not self.search.verify_iou or evidence.box_xywh is None \
+        if not self.search.verify_iou or self.state not in HOLDING_STATES \
+                or evidence.box_xywh is None \
                 or evidence.score >= cfg.keep_threshold or c.weak + 1 < cfg.lost_after_frames:
             return False
         s = tracker.global_step(image)
@@ -125,10 +143,10 @@ class RecoveryPolicy:
         h, w = image.shape[:2]
         local = global_ = None
         if mode == sm.Mode.LOCAL:
-            s = tracker.local_step(image, c.box_xywh or tracker.search_box_xywh)
+            s = tracker.local_step(image, sm.centre(c) or tracker.search_box_xywh)
             local = self.recovery.local(s.head, Region.from_geometry(s.geometry))
         weak = (local is not None and local.score < self.config.keep_threshold
-                and self.search.jump)
+                and self.search.jump and self.state in HOLDING_STATES)
         if mode == sm.Mode.GLOBAL or weak:
             s = tracker.global_step(image)
             size = c.box_xywh[2:] if c.box_xywh is not None else None
