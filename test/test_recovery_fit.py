@@ -56,6 +56,28 @@ def test_collect_gives_features_and_boxes_in_the_input_frame(samples):
     assert any(s.present for s in samples)
 
 
+def test_wrong_template_scenes_start_on_a_distractor():
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    starts, real = [], tracker.set_command
+
+    def spy(text, stamp, box_xywh=None, **kw):
+        starts.append((text, box_xywh))
+        return real(text, stamp, box_xywh=box_xywh, **kw)
+
+    tracker.set_command = spy
+    cfg = FitConfig(scenes=2, seed=4, preset='heldout', frames_per_scene=2,
+                    wrong_template_share=1.0)
+    samples = collect(tracker, cfg)
+    assert len(starts) == 2 and samples
+    for i, (text, box) in enumerate(starts):
+        plan = plan_scene(get_mix('heldout').sample(np.random.default_rng([4, i, 0]), 320, 240,
+                                                    None), 4, i)
+        assert text == plan.text      # the description stays the target's: labels follow it
+        assert tuple(box) in {tuple(b) for b in distractor_boxes(plan, 0)}
+    with pytest.raises(ConfigError, match='wrong_template_share'):
+        FitConfig(wrong_template_share=1.5)
+
+
 def test_fit_writes_weights_the_recovery_loads(samples, tmp_path):
     dim = get_preset('jointnlt-tiny').dim
     cfg = FitConfig(steps=3, batch_size=4)

@@ -46,6 +46,9 @@ class FitConfig:
     frames_per_scene: int = 12      # sampled frames per scene (each: one local or global sample)
     global_share: float = 0.3       # share of whole-frame samples
     drift_share: float = 0.25       # share of local samples centred on a distractor
+    # share of scenes whose template is a distractor's (a wrong acquisition): the switch must
+    # follow the description, not the template
+    wrong_template_share: float = 0.0
     steps: int = 1500
     batch_size: int = 32
     lr: float = 1e-3
@@ -57,7 +60,7 @@ class FitConfig:
         for name in ('scenes', 'frames_per_scene', 'steps', 'batch_size'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'fit.{name}: expected >= 1, got {getattr(self, name)}')
-        for name in ('global_share', 'drift_share'):
+        for name in ('global_share', 'drift_share', 'wrong_template_share'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f'fit.{name}: expected 0..1, got {getattr(self, name)}')
 
@@ -101,8 +104,13 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
         if len(visible) < 2:
             continue
         t0 = visible[0]
-        tracker.set_command(plan.text, 0.0, box_xywh=frames[t0].box_xywh)
-        tracker.update(frames[t0].image, 0.0)          # template from the true box
+        start = frames[t0].box_xywh                     # template from the true box
+        if config.wrong_template_share and rng.random() < config.wrong_template_share:
+            lookalikes = distractor_boxes(plan, t0)
+            if lookalikes:
+                start = lookalikes[int(rng.integers(len(lookalikes)))]
+        tracker.set_command(plan.text, 0.0, box_xywh=start)
+        tracker.update(frames[t0].image, 0.0)
         text, pad = _tokens(tracker.text_features)
         wrong, wrong_pad = _tokens(tracker.encode_text(
             phrase(contradict(plan.description, plan.target_seen.spec, rng), rng)))
