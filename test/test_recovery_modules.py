@@ -276,15 +276,22 @@ def flat_head():
     return h
 
 
+IMAGE = np.zeros((240, 320, 3), np.uint8)
+
+
+def begun(cfg, search=SearchConfig()):
+    """A policy (no switch: heatmap scores) after its first frame: (policy, tracker, decision)."""
+    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg, search)
+    tr = FakeTracker()
+    policy.begin(1, 'the red ball', 0.0, None)
+    return policy, tr, policy.step(tr, IMAGE, 0.1)
+
+
 def test_policy_grounds_tracks_loses_and_refinds():
     pytest.importorskip('nl_tracker_ros.tracker')
-    cfg = StateMachineConfig(confirm_frames=1, trial_frames=0, lost_after_frames=2,
-                             search_timeout_s=100.0)
-    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg)
-    tr = FakeTracker()
-    image = np.zeros((240, 320, 3), np.uint8)
-    policy.begin(1, 'the red ball', 0.0, None)
-    d = policy.step(tr, image, 0.1)
+    policy, tr, d = begun(StateMachineConfig(confirm_frames=1, trial_frames=0,
+                                             lost_after_frames=2, search_timeout_s=100.0))
+    image = IMAGE
     assert tr.calls[-1][0] == 'global'
     assert d.state == TrackState.TRACKING and [e.kind for e in d.events] == [EventKind.ACQUIRED]
     assert d.template_box_xywh == d.search_box_xywh == d.box_xywh
@@ -333,18 +340,14 @@ def test_retemplate_encodes_the_refound_box():
 
 
 def test_trial_tracks_the_match_with_its_template_before_acquiring():
-    cfg = StateMachineConfig(confirm_frames=1, trial_frames=1, search_timeout_s=100.0)
-    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg)
-    tr = FakeTracker()
-    image = np.zeros((240, 320, 3), np.uint8)
-    policy.begin(1, 'the red ball', 0.0, None)
-    d = policy.step(tr, image, 0.1)
+    policy, tr, d = begun(StateMachineConfig(confirm_frames=1, trial_frames=1,
+                                             search_timeout_s=100.0))
     assert tr.calls[-1][0] == 'global'
     # matched, not yet held: the match is encoded as the template and followed locally
     assert d.state == TrackState.GROUNDING and d.box_xywh is None and d.events == ()
     assert d.template_box_xywh == d.search_box_xywh == d.candidate_xywh
     assert d.clue == 'global'
-    d2 = policy.step(tr, image, 0.2)
+    d2 = policy.step(tr, IMAGE, 0.2)
     assert tr.calls[-1] == ('local', d.candidate_xywh)
     assert d2.state == TrackState.TRACKING and [e.kind for e in d2.events] == [EventKind.ACQUIRED]
     assert d2.template_box_xywh is None          # encoded when the trial began
@@ -352,20 +355,16 @@ def test_trial_tracks_the_match_with_its_template_before_acquiring():
 
 
 def test_failed_trial_goes_back_to_the_whole_frame():
-    cfg = StateMachineConfig(confirm_frames=1, trial_frames=2, search_timeout_s=100.0)
-    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg,
-                            SearchConfig(jump=True, verify_iou=0.5))
-    tr = FakeTracker()
-    image = np.zeros((240, 320, 3), np.uint8)
-    policy.begin(1, 'the red ball', 0.0, None)
-    policy.step(tr, image, 0.1)
+    policy, tr, _ = begun(StateMachineConfig(confirm_frames=1, trial_frames=2,
+                                             search_timeout_s=100.0),
+                          SearchConfig(jump=True, verify_iou=0.5))
     tr.local_head = flat_head()                  # the match does not survive being tracked
-    d = policy.step(tr, image, 0.2)
+    d = policy.step(tr, IMAGE, 0.2)
     # jump and verify belong to a held track: a trial frame runs the local step only
     assert [c[0] for c in tr.calls] == ['global', 'local']
     assert d.state == TrackState.GROUNDING and d.events == () and d.box_xywh is None
     assert d.search_box_xywh is None and d.template_box_xywh is None
-    policy.step(tr, image, 0.3)
+    policy.step(tr, IMAGE, 0.3)
     assert tr.calls[-1][0] == 'global'
 
 
@@ -390,12 +389,9 @@ def test_policy_reports_the_trackers_grounding_box():
 
 def acquired_policy(search=SearchConfig()):
     """A policy (no switch: heatmap scores) holding the target after one grounded frame."""
-    cfg = StateMachineConfig(confirm_frames=1, trial_frames=0, lost_after_frames=2,
-                             search_timeout_s=100.0)
-    policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg, search)
-    tr = FakeTracker()
-    policy.begin(1, 'the red ball', 0.0, None)
-    d = policy.step(tr, np.zeros((240, 320, 3), np.uint8), 0.1)
+    policy, tr, d = begun(StateMachineConfig(confirm_frames=1, trial_frames=0,
+                                             lost_after_frames=2, search_timeout_s=100.0),
+                          search)
     assert d.state == TrackState.TRACKING
     return policy, tr, d.search_box_xywh
 
