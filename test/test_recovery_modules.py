@@ -291,29 +291,28 @@ def test_policy_grounds_tracks_loses_and_refinds():
     pytest.importorskip('nl_tracker_ros.tracker')
     policy, tr, d = begun(StateMachineConfig(confirm_frames=1, trial_frames=0,
                                              lost_after_frames=2, search_timeout_s=100.0))
-    image = IMAGE
     assert tr.calls[-1][0] == 'global'
     assert d.state == TrackState.TRACKING and [e.kind for e in d.events] == [EventKind.ACQUIRED]
     assert d.template_box_xywh == d.search_box_xywh == d.box_xywh
     assert d.candidate_xywh is None and d.candidate_score == 0.0    # held: the box says it all
     centre = d.search_box_xywh
     tr.local_head = tr.global_head = flat_head()   # nothing anywhere
-    d = policy.step(tr, image, 0.2)                        # weak: still tracking, centre kept
+    d = policy.step(tr, IMAGE, 0.2)                        # weak: still tracking, centre kept
     assert tr.calls[-1] == ('local', centre)
     assert d.state == TrackState.TRACKING and d.search_box_xywh is None
     assert d.box_xywh is not None and d.score < 0.35
-    d = policy.step(tr, image, 0.25)
+    d = policy.step(tr, IMAGE, 0.25)
     assert tr.calls[-1] == ('local', centre)
     assert d.state == TrackState.LOST and d.box_xywh is None and d.search_box_xywh is None
     assert [e.kind for e in d.events] == [EventKind.LOST]
     # not held, but the frame's best (weak) match still goes out as an unconfirmed candidate
     assert d.candidate_xywh is not None and 0.0 <= d.candidate_score < 0.35
-    d = policy.step(tr, image, 0.4)          # searching: the whole frame only
+    d = policy.step(tr, IMAGE, 0.4)          # searching: the whole frame only
     assert tr.calls[-1] == ('global', None)
     assert d.state == TrackState.SEARCHING and d.box_xywh is None
     assert d.candidate_xywh is not None and d.candidate_score < 0.35
     tr.global_head = head((3, 2), (6, 7))
-    d = policy.step(tr, image, 0.5)
+    d = policy.step(tr, IMAGE, 0.5)
     assert d.state == TrackState.REFOUND and d.events[0].kind == EventKind.REFOUND
     # the track moves to the re-found box, but keeps the template of its acquisition
     assert d.search_box_xywh == d.box_xywh and d.template_box_xywh is None

@@ -1,5 +1,6 @@
 """The lost/re-found state machine: pure transitions, no model."""
 import ast
+import dataclasses
 import pathlib
 
 import pytest
@@ -216,7 +217,7 @@ def test_description_matching_nothing_ends_in_not_found_without_a_box():
     assert nf.stamp == pytest.approx(CFG.grounding_timeout_s, abs=1.01 / FPS)
 
 
-TRIAL = sm.StateMachineConfig(**{**CFG.__dict__, 'trial_frames': 2})
+TRIAL = dataclasses.replace(CFG, trial_frames=2)
 
 
 def test_confirmed_match_is_tracked_on_trial_before_acquired():
