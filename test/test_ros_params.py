@@ -105,3 +105,17 @@ def test_shipped_params_file_is_valid_and_used_by_the_offline_reader(tmp_path):
     custom.write_text('just: text\n')
     with pytest.raises(ConfigError, match='ros__parameters'):
         params.read_params_file(custom)
+
+
+def test_replay_hands_the_recovery_yaml_to_the_node_without_nulls(tmp_path):
+    """config/recovery.yaml leaves ``states.acquire_threshold`` unset (null), which a ROS
+    params file cannot carry; the node must read back the same settings."""
+    from nl_tracker_ros.cli import build_parser
+    from nl_tracker_ros.commands.replay import _node_params_file
+    from nl_tracker_ros.recovery import RecoveryConfig
+    root = pathlib.Path(__file__).resolve().parents[1]
+    args = build_parser().parse_args(['replay', 'x.mcap', '--recovery-config',
+                                      str(root / 'config' / 'recovery.yaml')])
+    path = _node_params_file(args, 'on', tmp_path / 'node.yaml')
+    assert 'null' not in path.read_text()
+    assert params.read_params_file(path).recovery == RecoveryConfig()

@@ -45,6 +45,7 @@ def _node_params_file(args, setting: str | None, path: pathlib.Path) -> pathlib.
                                                    tracker_config)
     from nl_tracker_ros.config import to_dict
     from nl_tracker_ros.errors import ConfigError
+    from nl_tracker_ros.ros.params import flatten, unflatten
 
     cfg = tracker_config(args)
     params: dict = {}
@@ -60,7 +61,8 @@ def _node_params_file(args, setting: str | None, path: pathlib.Path) -> pathlib.
         if setting is not None:
             rec = dataclasses.replace(rec, enabled=setting == 'on')
         params['recovery'] = to_dict(rec)
-    params = {'tracker': to_dict(cfg), **params}
+    # ROS has no null: an unset field (None) is left out, as the node reads it
+    params = unflatten(flatten({'tracker': to_dict(cfg), **params}))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}, sort_keys=False),
                     encoding='utf-8')
