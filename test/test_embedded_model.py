@@ -27,10 +27,10 @@ TEST_SEED, TEST_COUNT = 20000, 4        # full-length (150-frame) scenes at 320x
 # Measured with the shipped weights (recovery-off figures at 1 and 2 threads alike, recovery-on at
 # 2; see the manifest); the floors leave a margin for CPU and library differences.
 AUC_MEASURED, AUC_FLOOR = 0.352, 0.30                   # recovery off
-RECOVERY_AUC_MEASURED, RECOVERY_AUC_FLOOR = 0.439, 0.38
-ABSENT_F1_MEASURED, ABSENT_F1_FLOOR = 0.635, 0.50       # frames reported absent vs truth
+RECOVERY_AUC_MEASURED, RECOVERY_AUC_FLOOR = 0.485, 0.42
+ABSENT_F1_MEASURED, ABSENT_F1_FLOOR = 0.541, 0.45       # frames reported absent vs truth
 LOST_RECALL_MEASURED, LOST_RECALL_FLOOR = 0.909, 0.7    # 10 of 11 disappearances (floor: 8)
-REFOUND_RECALL_MEASURED, REFOUND_RECALL_FLOOR = 0.636, 0.45   # 7 of 11 reappearances (floor: 5)
+REFOUND_RECALL_MEASURED, REFOUND_RECALL_FLOOR = 0.727, 0.45   # 8 of 11 reappearances (floor: 5)
 
 
 def _compact():
@@ -139,14 +139,18 @@ def test_recovery_on_heldout_scenes_reports_losses_and_refinds(heldout_scenes, p
     assert refound['recall'] >= REFOUND_RECALL_FLOOR, refound
 
 
-# Two scenes of ``benchmarks.not_found`` (seed 10000, 640x480) in which, without the trial, a
-# look-alike of a description that matches nothing was acquired (at frames 75 and 66).
-UNMATCHED = ((0, 'the brown triangle'), (7, 'the red square'))
+# Scenes of ``benchmarks.not_found`` (seed 10000, 640x480) with a description that matches
+# nothing. In the first two, without the trial a look-alike was acquired (at frames 75 and 66);
+# in the other three, without the colour check a look-alike of another colour passed its trial
+# (a cyan ring and a coin for "the white ring", a purple cross for "the pink circle", brown
+# shapes for "the red star").
+UNMATCHED_TRIAL = ((0, 'the brown triangle'), (7, 'the red square'))
+UNMATCHED_COLOUR = ((1, 'the white ring'), (2, 'the pink circle'), (5, 'the red star'))
 
 
-def test_look_alikes_of_an_unmatched_description_fail_their_trial():
-    """The shipped switch: a description that matches nothing ends in NOT_FOUND with no box
-    published; with ``trial_frames`` 0 the same look-alikes are acquired."""
+def _unmatched_boxes(scenes, without):
+    """Track each unmatched description with the shipped recovery (asserting NOT_FOUND at 3 s
+    and no box) and with ``without`` changes to it; returns the boxes the latter published."""
     import itertools
 
     from nl_tracker_ros.benchmarks.not_found import run_scene
@@ -155,20 +159,33 @@ def test_look_alikes_of_an_unmatched_description_fail_their_trial():
     from nl_tracker_ros.scenes import get_mix, plan_scene, render_scene
     from nl_tracker_ros.tracker import TrackerConfig
     rec = RecoveryConfig()
-    no_trial = dataclasses.replace(rec, states=dataclasses.replace(rec.states, trial_frames=0))
-    trial, plain = (build_tracker_with_recovery(TrackerConfig(), r, 'cpu')
-                    for r in (rec, no_trial))
+    shipped, other = (build_tracker_with_recovery(TrackerConfig(), r, 'cpu')
+                      for r in (rec, without(rec)))
     mix, boxes_without = get_mix('heldout'), 0
-    for index, text in UNMATCHED:
+    for index, text in scenes:
         plan = plan_scene(mix.sample(np.random.default_rng([10000, index, 0]), 640, 480, 150),
                           10000, index)
         assert not any(f'the {s.spec.colour} {s.spec.kind}' == text
                        for s in (plan.target_seen, *plan.seen)), text
         frames = [f.image for f in itertools.islice(render_scene(plan), 95)]
-        got = run_scene(trial, frames, text)
+        got = run_scene(shipped, frames, text)
         assert got['boxes'] == 0 and got['not_found_s'] == pytest.approx(3.0), (text, got)
-        boxes_without += run_scene(plain, frames, text)['boxes']
-    assert boxes_without > 0
+        boxes_without += run_scene(other, frames, text)['boxes']
+    return boxes_without
+
+
+def test_look_alikes_of_an_unmatched_description_fail_their_trial():
+    """A description that matches nothing ends in NOT_FOUND with no box published; with
+    ``trial_frames`` 0 the same look-alikes are acquired."""
+    assert _unmatched_boxes(UNMATCHED_TRIAL, lambda r: dataclasses.replace(
+        r, states=dataclasses.replace(r.states, trial_frames=0))) > 0
+
+
+def test_look_alikes_of_another_colour_fail_the_colour_check():
+    """The same for look-alikes of the described shape in another colour, which the switch
+    accepts; with ``search.colour_share`` 0 they are acquired."""
+    assert _unmatched_boxes(UNMATCHED_COLOUR, lambda r: dataclasses.replace(
+        r, search=dataclasses.replace(r.search, colour_share=0.0))) > 0
 
 
 # ----------------------------------------------------------------------- training pieces

@@ -283,7 +283,7 @@ def begun(cfg, search=SearchConfig()):
     """A policy (no switch: heatmap scores) after its first frame: (policy, tracker, decision)."""
     policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg, search)
     tr = FakeTracker()
-    policy.begin(1, 'the red ball', 0.0, None)
+    policy.begin(1, 'the ball', 0.0, None)
     return policy, tr, policy.step(tr, IMAGE, 0.1)
 
 
@@ -321,6 +321,31 @@ def test_policy_grounds_tracks_loses_and_refinds():
     assert policy.state == TrackState.IDLE
 
 
+def test_a_match_lacking_the_named_colour_is_not_acquired():
+    cfg = StateMachineConfig(confirm_frames=1, trial_frames=1, grounding_timeout_s=0.25)
+    black, red = IMAGE, IMAGE.copy()
+    red[40:250, 40:220] = (220, 30, 30)      # under the whole-frame match (48, 48, 160, 192)
+
+    def run(text, image, share=0.2):
+        policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg,
+                                SearchConfig(colour_share=share))
+        tr = FakeTracker()
+        policy.begin(1, text, 0.0, None)
+        return policy, [policy.step(tr, image, t) for t in (0.1, 0.2, 0.3, 0.4)]
+
+    policy, ds = run('the red ball', black)     # the timeout runs from the first frame
+    assert all(d.state != TrackState.TRACKING and d.box_xywh is None for d in ds)
+    assert ds[0].candidate_xywh is not None and ds[0].candidate_score == 0.0
+    assert policy.colour == 'red' and policy.colour_rejections == 4
+    found = [e for d in ds for e in d.events if e.kind == EventKind.NOT_FOUND]
+    assert len(found) == 1 and '4 matches lacked the colour red' in found[0].reason
+    # the colour is there, no colour is named, or the check is off: acquired as before
+    for text, image, share in (('the red ball', red, 0.2), ('the ball', black, 0.2),
+                               ('the red ball', black, 0.0)):
+        policy, ds = run(text, image, share)
+        assert ds[-1].state == TrackState.TRACKING and policy.colour_rejections == 0
+
+
 def test_retemplate_encodes_the_refound_box():
     cfg = StateMachineConfig(confirm_frames=1, trial_frames=0, lost_after_frames=1,
                              search_timeout_s=100.0)
@@ -328,7 +353,7 @@ def test_retemplate_encodes_the_refound_box():
                             SearchConfig(retemplate=True))
     tr = FakeTracker()
     image = np.zeros((240, 320, 3), np.uint8)
-    policy.begin(1, 'the red ball', 0.0, None)
+    policy.begin(1, 'the ball', 0.0, None)
     assert policy.step(tr, image, 0.1).state == TrackState.TRACKING
     tr.local_head = tr.global_head = flat_head()
     assert policy.step(tr, image, 0.2).state == TrackState.LOST
@@ -380,7 +405,7 @@ def test_policy_reports_the_trackers_grounding_box():
         return s
 
     tr.global_step = global_step
-    policy.begin(1, 'the red ball', 0.0, None)
+    policy.begin(1, 'the ball', 0.0, None)
     d = policy.step(tr, np.zeros((240, 320, 3), np.uint8), 0.1)
     assert d.state == TrackState.TRACKING
     assert d.box_xywh == d.template_box_xywh == (101.0, 42.0, 160.0, 190.0)

@@ -24,7 +24,8 @@ from nl_tracker_ros.track_types import EventKind
 
 def unmatched_description(plan, rng: np.random.Generator) -> str:
     """'the <colour> <shape>' such that no object of ``plan`` has both."""
-    from nl_tracker_ros.scenes.appearance import COLOURS, SHAPES
+    from nl_tracker_ros.colours import COLOURS
+    from nl_tracker_ros.scenes.appearance import SHAPES
     taken = {(s.spec.colour, s.spec.kind) for s in (*plan.seen, plan.target_seen)}
     free = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in taken]
     colour, kind = free[int(rng.integers(len(free)))]

@@ -12,6 +12,8 @@ Prints median and p95 milliseconds of:
   AdaRS on the candidates, on features of the grounding image;
 - ``search 640x480, model grounding``: ``Tracker.global_step`` (resize, image encoder, grounding
   head) of the preset with random weights, when the model package is available;
+- ``colour check, 200x300 box``: ``search.colour_share`` on a match not held yet (whole-frame
+  or trial frames of a command that names a colour; never on a held target's frames).
 
 Switch and selector have random weights of the configured sizes (cost does not depend on the
 values); the feature maps have the preset's width and sizes.
@@ -26,6 +28,7 @@ import types
 import numpy as np
 import torch
 
+from nl_tracker_ros.colours import colour_share
 from nl_tracker_ros.recovery import RecoveryConfig, Region, build_recovery
 
 
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if tracker is not None:
         cases.append(('search 640x480, model grounding', lambda: tracker.global_step(image)))
+    cases.append(('colour check, 200x300 box',
+                  lambda: colour_share(image, (220.0, 90.0, 200.0, 300.0), 'red')))
     from nl_tracker_ros.recovery.tsr import sliding_windows
     sc = cfg.search
     n_win = len(sliding_windows(*frame, sc.window_scales, sc.aspects, sc.stride, (80, 160),

@@ -75,6 +75,9 @@ class SearchConfig:
     # > 0: before a weak frame would declare LOST, ground the description on the whole frame
     # once; a grounding box overlapping the local box this much (IoU) keeps the track (0: off)
     verify_iou: float = 0.0
+    # > 0: a match not yet held (whole-frame, or on trial) of a command naming one colour must
+    # show that colour on this share of its box's pixels, else it scores 0 (0: off)
+    colour_share: float = 0.1
     dim: int = 128                   # selector width
     heads: int = 4                   # selector attention heads
     layers: int = 1                  # selector transformer encoder layers
@@ -92,6 +95,9 @@ class SearchConfig:
                               f'got {self.window_margin}')
         if not 0.0 <= self.verify_iou <= 1.0:
             raise ConfigError(f'search.verify_iou: expected 0..1 (0: off), got {self.verify_iou}')
+        if not 0.0 <= self.colour_share <= 1.0:
+            raise ConfigError(f'search.colour_share: expected 0..1 (0: off), '
+                              f'got {self.colour_share}')
         if self.dim % self.heads:
             raise ConfigError(f'search: dim {self.dim} must be divisible by heads {self.heads}')
 

@@ -13,6 +13,13 @@ unconfirmed candidate), the search centre moves only on confident frames (and fo
 trial), and the template is encoded from the first whole-frame match of a track when its trial
 begins (on ACQUIRED without a trial; on REFOUND too with ``search.retemplate``).
 
+``search.colour_share`` checks the pixels of a match that is not held yet (a whole-frame match,
+or one on trial) when the command names exactly one colour (``colours.named_colour``): with less
+than that share of its box in the colour (``colours.colour_share``) it scores 0, so a look-alike
+of another colour is never acquired. The learned switch tells colours apart too coarsely for
+that (an orange or cyan ring scored 0.4-0.55 for "the white ring"). The check counts its
+rejections and names them in the NOT_FOUND reason.
+
 Three options add to the plan, as in AdaRS where the switch chooses between the local and the
 global result every frame; all are off by default (measured on the 30 calibration scenes):
 
@@ -38,6 +45,7 @@ import torch
 
 from nl_tracker_ros import state_machine as sm
 from nl_tracker_ros.boxes import iou_xywh
+from nl_tracker_ros.colours import colour_share, named_colour
 from nl_tracker_ros.recovery.config import RecoveryConfig, SearchConfig
 from nl_tracker_ros.recovery.switch import Recovery, Region, build_recovery
 from nl_tracker_ros.track_types import HOLDING_STATES, EventKind, TrackState
@@ -56,6 +64,8 @@ class RecoveryPolicy:
         self._pending: tuple = ()      # ACQUIRED of a command with a box, sent with its frame
         self._started = False          # description handed to Recovery
         self._new_template = False     # template re-encoded: refresh the selector's guide
+        self.colour = None             # the one colour the command names, if any
+        self.colour_rejections = 0     # matches of this track scored 0 by search.colour_share
 
     def begin(self, track_id: int, text: str, stamp: float, box_xywh=None) -> None:
         """Start a track (``text`` non-empty) or stop (``''``); command events stay with the
@@ -67,6 +77,8 @@ class RecoveryPolicy:
         self._pending = tuple(e for e in events if e.kind == EventKind.ACQUIRED)
         self._started = False
         self._new_template = False
+        self.colour = named_colour(text)
+        self.colour_rejections = 0
         self.recovery.reset()
 
     def step(self, tracker, image: np.ndarray, stamp: float):
@@ -87,8 +99,13 @@ class RecoveryPolicy:
             evidence = dataclasses.replace(evidence, box_xywh=_clip(evidence.box_xywh, w, h))
         if mode == sm.Mode.LOCAL and self._agrees_globally(tracker, image, evidence, c):
             evidence = dataclasses.replace(evidence, confirmed=True)
+        if self._lacks_colour(image, evidence, mode):
+            evidence = dataclasses.replace(evidence, score=0.0)
+            self.colour_rejections += 1
         prev = self.state
         self.state, self.counters, events = sm.step(prev, c, evidence, stamp, self.config)
+        if self.colour_rejections:
+            events = tuple(self._with_rejections(e) for e in events)
         events = tuple(dataclasses.replace(e, stamp=stamp) for e in self._pending) + events
         self._pending = ()
         box, score = sm.reported(self.state, evidence)
@@ -121,6 +138,21 @@ class RecoveryPolicy:
         if before.trial:     # found by tracking: only a re-found target is re-encoded here
             return now.box_xywh if before.acquired else None
         return now.box_xywh if mode == sm.Mode.GLOBAL else None
+
+    def _lacks_colour(self, image, evidence: sm.Evidence, mode: sm.Mode) -> bool:
+        """``search.colour_share``: whether a match not held yet (a whole-frame match, or one
+        on trial) misses the colour the command names."""
+        share = self.search.colour_share
+        if not share or self.colour is None or evidence.box_xywh is None \
+                or (self.state in HOLDING_STATES and mode != sm.Mode.GLOBAL):
+            return False
+        return colour_share(image, evidence.box_xywh, self.colour) < share
+
+    def _with_rejections(self, event):
+        if event.kind != EventKind.NOT_FOUND:
+            return event
+        return dataclasses.replace(event, reason=f'{event.reason}; {self.colour_rejections} '
+                                   f'matches lacked the colour {self.colour}')
 
     def _agrees_globally(self, tracker, image, evidence: sm.Evidence, c: sm.Counters) -> bool:
         """``search.verify_iou``: on the weak tracking frame that would declare LOST, whether

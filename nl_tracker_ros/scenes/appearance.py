@@ -13,13 +13,6 @@ import math
 import cv2
 import numpy as np
 
-# Well-separated colours, so that a colour word names exactly one of them.
-COLOURS = {
-    'red': (220, 30, 30), 'green': (40, 170, 60), 'blue': (30, 70, 220),
-    'yellow': (240, 220, 30), 'orange': (250, 140, 20), 'purple': (140, 50, 180),
-    'pink': (250, 130, 200), 'white': (245, 245, 245), 'black': (20, 20, 20),
-    'cyan': (30, 210, 220), 'brown': (130, 80, 40), 'gray': (128, 128, 128),
-}
 SHAPES = ('circle', 'square', 'triangle', 'star', 'ring', 'cross', 'diamond', 'hexagon')
 TEXTURES = ('plain', 'striped', 'dotted', 'checkered')
 

@@ -16,6 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from nl_tracker_ros.colours import COLOURS
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.scenes import appearance as app
 from nl_tracker_ros.scenes import grammar, motion
@@ -103,8 +104,8 @@ def _random_spec(rng, recipe, sprites, kind=None, colour=None):
         kind = str(rng.choice(sprites)) if use_sprite else str(rng.choice(app.SHAPES))
     if kind in app.SPRITES:
         return app.ObjectSpec(kind, flip=bool(rng.random() < 0.5))
-    colour = colour or str(rng.choice(list(app.COLOURS)))
-    rgb = np.clip(np.array(app.COLOURS[colour]) + rng.integers(-12, 13, 3), 0, 255)
+    colour = colour or str(rng.choice(list(COLOURS)))
+    rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-12, 13, 3), 0, 255)
     texture = 'plain'
     if rng.random() < recipe.texture_prob:
         texture = str(rng.choice(app.TEXTURES[1:]))

@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nl_tracker_ros.scenes.appearance import COLOURS, SHAPES, SPRITES, ObjectSpec
+from nl_tracker_ros.colours import COLOURS
+from nl_tracker_ros.scenes.appearance import SHAPES, SPRITES, ObjectSpec
 
 SIZE_RATIO = 1.8          # "small"/"big" need this area ratio to every look-alike
 POSITION_MARGIN = 0.08    # "on the left" needs this gap (fraction of the frame) to look-alikes
