@@ -81,3 +81,20 @@ def test_switching_commands_every_frame_leaks_no_threads_or_state(tracker):
     ev = tracker.set_command('', 3.0)
     assert [e.kind for e in ev] == [EventKind.STOPPED]
     assert tracker.recovery.state == TrackState.IDLE
+
+
+@pytest.mark.parametrize('words', ['colour-kind', 'kind'])
+def test_benchmark_descriptions_fit_no_object_of_the_scene(words):
+    from nl_tracker_ros.benchmarks.not_found import unmatched_description
+    from nl_tracker_ros.colours import named_colour
+    from nl_tracker_ros.scenes import get_mix, plan_scene
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        plan = plan_scene(get_mix('heldout').sample(np.random.default_rng([10000, i, 0]), 640,
+                                                    480, 30), 10000, i)
+        text = unmatched_description(plan, rng, words)
+        objects = [s.spec for s in (plan.target_seen, *plan.seen)]
+        kind = text.split()[-1]
+        assert named_colour(text) is None if words == 'kind' else named_colour(text)
+        assert not any(o.kind == kind and (words == 'kind' or o.colour == named_colour(text))
+                       for o in objects), text

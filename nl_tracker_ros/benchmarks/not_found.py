@@ -22,11 +22,18 @@ from nl_tracker_ros.benchmarks.node_overhead import rss_mb
 from nl_tracker_ros.track_types import EventKind
 
 
-def unmatched_description(plan, rng: np.random.Generator) -> str:
-    """'the <colour> <shape>' such that no object of ``plan`` has both."""
+def unmatched_description(plan, rng: np.random.Generator, words: str = 'colour-kind') -> str:
+    """'the <colour> <kind>' such that no object of ``plan`` has both (``words='colour-kind'``),
+    or 'the <kind>' such that no object is of that kind (``words='kind'``: no colour to check).
+    """
     from nl_tracker_ros.colours import COLOURS
     from nl_tracker_ros.scenes.appearance import SHAPES
-    taken = {(s.spec.colour, s.spec.kind) for s in (*plan.seen, plan.target_seen)}
+    objects = (*plan.seen, plan.target_seen)
+    if words == 'kind':
+        kinds = {s.spec.kind for s in objects}
+        free_kinds = [k for k in SHAPES if k not in kinds]
+        return f'the {free_kinds[int(rng.integers(len(free_kinds)))]}'
+    taken = {(s.spec.colour, s.spec.kind) for s in objects}
     free = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in taken]
     colour, kind = free[int(rng.integers(len(free)))]
     return f'the {colour} {kind}'
@@ -56,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--switch-frames', type=int, default=600)
     ap.add_argument('--weights', default='', help='model weights (default: shipped)')
     ap.add_argument('--recovery-config', metavar='YAML', help='RecoveryConfig YAML')
+    ap.add_argument('--words', choices=('colour-kind', 'kind'), default='colour-kind',
+                    help="unmatched descriptions: 'the purple star' (default) or 'the star'")
     args = ap.parse_args(argv)
     from nl_tracker_ros.config import from_dict, load_yaml
     from nl_tracker_ros.recovery.config import RecoveryConfig
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_scene(mix.sample(np.random.default_rng([args.seed, i, 0]), 640, 480,
                                      args.frames), args.seed, i)
         frames = [f.image for f in render_scene(plan)]
-        text = unmatched_description(plan, rng)
+        text = unmatched_description(plan, rng, args.words)
         r = run_scene(tracker, frames, text)
         total['frames'] += r['frames']
         total['boxes'] += r['boxes']
