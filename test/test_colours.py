@@ -40,4 +40,3 @@ def test_every_colour_the_scenes_draw_reads_as_its_own_term():
         # the generator jitters each channel by up to 12
         patch = np.clip(np.array(rgb) + rng.integers(-12, 13, (20, 20, 3)), 0, 255)
         assert colour_share(patch.astype(np.uint8), (0, 0, 20, 20), name) > 0.95, name
-
