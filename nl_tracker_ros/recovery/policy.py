@@ -17,8 +17,8 @@ begins (on ACQUIRED without a trial; on REFOUND too with ``search.retemplate``).
 or one on trial) when the command names exactly one colour (``colours.named_colour``): with less
 than that share of its box in the colour (``colours.colour_share``) it scores 0, so a look-alike
 of another colour is never acquired. The learned switch tells colours apart too coarsely for
-that (an orange or cyan ring scored 0.4-0.55 for "the white ring"). The check counts its
-rejections and names them in the NOT_FOUND reason.
+that (a cyan ring scored up to 0.53 for "the white ring", a purple cross 0.46 for "the pink
+circle"). The check counts its rejections and names them in the NOT_FOUND reason.
 
 Three options add to the plan, as in AdaRS where the switch chooses between the local and the
 global result every frame; all are off by default (measured on the 30 calibration scenes):
