@@ -94,7 +94,7 @@ def test_benchmark_descriptions_fit_no_object_of_the_scene(words):
                                                     480, 30), 10000, i)
         text = unmatched_description(plan, rng, words)
         objects = [s.spec for s in (plan.target_seen, *plan.seen)]
-        kind = text.split()[-1]
-        assert named_colour(text) is None if words == 'kind' else named_colour(text)
-        assert not any(o.kind == kind and (words == 'kind' or o.colour == named_colour(text))
+        kind, colour = text.split()[-1], named_colour(text)
+        assert (colour is None) == (words == 'kind'), text
+        assert not any(o.kind == kind and (colour is None or o.colour == colour)
                        for o in objects), text
