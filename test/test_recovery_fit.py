@@ -78,6 +78,58 @@ def test_wrong_template_scenes_start_on_a_distractor():
         FitConfig(wrong_template_share=1.5)
 
 
+def test_unmatched_samples_ground_a_description_that_fits_no_object(monkeypatch):
+    from nl_tracker_ros.scenes import grammar
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    said, ran = [], []
+    real_unmatched = grammar.unmatched
+
+    def spy_unmatched(objects, rng, words):
+        said.append((objects, words, real_unmatched(objects, rng, words)))
+        return said[-1][2]
+
+    def spy(name):
+        real = getattr(tracker, name)
+
+        def step(*args):
+            ran.append((name, tracker.text_features.tokens[0].float()))
+            return real(*args)
+        return step
+
+    monkeypatch.setattr(grammar, 'unmatched', spy_unmatched)
+    tracker.global_step, tracker.local_step = spy('global_step'), spy('local_step')
+    cfg = FitConfig(scenes=2, seed=4, preset='heldout', frames_per_scene=3, global_share=0.0,
+                    unmatched_share=1.0)
+    samples = collect(tracker, cfg)
+    assert [s.kind for s in samples] == ['local', 'unmatched'] * 6
+    assert [w for _, w, _ in said] == ['kind', 'colour-kind']        # half name no colour
+    for objects, _, text in said:
+        words = text.split()[1:]                 # ['star'] or ['purple', 'star']
+        assert not any(o.kind == words[-1] and (len(words) == 1 or o.colour == words[0])
+                       for o in objects), text
+    # whole-frame steps grounded the unmatched description; local steps kept the command
+    assert [name for name, _ in ran] == ['local_step', 'global_step'] * 6
+    for (_, tokens), s in zip(ran, samples):
+        assert torch.equal(tokens, s.text)
+    for plain, extra in zip(samples[::2], samples[1::2]):
+        assert not extra.present
+        assert not torch.equal(extra.text[:2], plain.text[:2])
+        assert len(extra.hard) >= 1        # the target and the distractors are all negatives
+    with pytest.raises(ConfigError, match='unmatched_share'):
+        FitConfig(unmatched_share=-0.1)
+
+
+def test_unmatched_names_a_colour_when_every_kind_is_taken():
+    from nl_tracker_ros.scenes.appearance import SHAPES, ObjectSpec
+    from nl_tracker_ros.scenes.grammar import unmatched
+    rng = np.random.default_rng(0)
+    every = [ObjectSpec(kind=k, colour='red') for k in SHAPES]
+    for _ in range(20):
+        colour, kind = unmatched(every, rng, 'kind').split()[1:]
+        assert kind in SHAPES and colour != 'red'
+    assert unmatched(every[1:], rng, 'kind') == f'the {SHAPES[0]}'
+
+
 def test_fit_writes_weights_the_recovery_loads(samples, tmp_path):
     dim = get_preset('jointnlt-tiny').dim
     cfg = FitConfig(steps=3, batch_size=4)

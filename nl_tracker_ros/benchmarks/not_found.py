@@ -23,20 +23,9 @@ from nl_tracker_ros.track_types import EventKind
 
 
 def unmatched_description(plan, rng: np.random.Generator, words: str = 'colour-kind') -> str:
-    """'the <colour> <kind>' such that no object of ``plan`` has both (``words='colour-kind'``),
-    or 'the <kind>' such that no object is of that kind (``words='kind'``: no colour to check).
-    """
-    from nl_tracker_ros.colours import COLOURS
-    from nl_tracker_ros.scenes.appearance import SHAPES
-    objects = (*plan.seen, plan.target_seen)
-    if words == 'kind':
-        kinds = {s.spec.kind for s in objects}
-        free_kinds = [k for k in SHAPES if k not in kinds]
-        return f'the {free_kinds[int(rng.integers(len(free_kinds)))]}'
-    taken = {(s.spec.colour, s.spec.kind) for s in objects}
-    free = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in taken]
-    colour, kind = free[int(rng.integers(len(free)))]
-    return f'the {colour} {kind}'
+    """A description that fits no object of ``plan`` (``scenes.grammar.unmatched``)."""
+    from nl_tracker_ros.scenes.grammar import unmatched
+    return unmatched([s.spec for s in (*plan.seen, plan.target_seen)], rng, words)
 
 
 def run_scene(tracker, frames, text: str, fps: float = 30.0) -> dict:

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     held = max(1, len(samples) // 10)     # the last tenth only measures the separation
     train, check = samples[:-held], samples[-held:]
     print(f'{len(samples)} samples ({sum(s.present for s in samples)} with the target in the '
-          f'input, {sum(s.kind == "global" for s in samples)} whole-frame); fitting on '
+          f'input, {sum(s.kind == "global" for s in samples)} whole-frame, '
+          f'{sum(s.kind == "unmatched" for s in samples)} with a description that fits '
+          f'nothing); fitting on '
           f'{len(train)}', flush=True)
     rows = []
 

@@ -12,7 +12,11 @@ tracker is started on its description with the frame-1 box, then on sampled fram
 Each sample keeps the target box (or "not in the input") and the distractors' boxes, in the
 input's normalised coordinates: the distractors are the hard negatives. Each scene also gets a
 description its target does not fit ("the purple star" for a red star,
-``scenes.grammar.contradict``): the hard negative on the language side. The joint model is
+``scenes.grammar.contradict``): the hard negative on the language side. With
+``unmatched_share``, some sampled frames are also grounded with a description that fits no
+object of the scene ("the star" where there is none, ``scenes.grammar.unmatched``): the features
+are then those the switch sees after a command that matches nothing, and every object is a
+negative. The joint model is
 frozen, so features are computed once; the switch and selector then train over the cache.
 """
 from __future__ import annotations
@@ -49,6 +53,9 @@ class FitConfig:
     # share of scenes whose template is a distractor's (a wrong acquisition): the switch must
     # follow the description, not the template
     wrong_template_share: float = 0.0
+    # share of sampled frames that add a whole-frame sample grounded with a description that
+    # fits no object (half of them name no colour): the switch must reject every object then
+    unmatched_share: float = 0.0
     steps: int = 1500
     batch_size: int = 32
     lr: float = 1e-3
@@ -60,7 +67,8 @@ class FitConfig:
         for name in ('scenes', 'frames_per_scene', 'steps', 'batch_size'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'fit.{name}: expected >= 1, got {getattr(self, name)}')
-        for name in ('global_share', 'drift_share', 'wrong_template_share'):
+        for name in ('global_share', 'drift_share', 'wrong_template_share',
+                     'unmatched_share'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f'fit.{name}: expected 0..1, got {getattr(self, name)}')
 
@@ -76,7 +84,7 @@ class FeatureSample:
     text: torch.Tensor              # (L, D) the model's text tokens
     text_pad: torch.Tensor          # (L,) True at padding
     template: torch.Tensor          # (Nt, D) template tokens
-    kind: str                       # 'local' or 'global'
+    kind: str                       # 'local', 'global' or 'unmatched'
     wrong_text: torch.Tensor        # (L', D) tokens of a description the target does not fit
     wrong_pad: torch.Tensor         # (L',) True at padding
 
@@ -90,7 +98,7 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
             ) -> list[FeatureSample]:
     """Run the frozen joint model over generated scenes; see the module docstring."""
     from nl_tracker_ros.scenes import distractor_boxes, get_mix, plan_scene, render_scene
-    from nl_tracker_ros.scenes.grammar import contradict, phrase
+    from nl_tracker_ros.scenes.grammar import contradict, phrase, unmatched
 
     mix = get_mix(config.preset)
     rng = np.random.default_rng([config.seed, 7])
@@ -114,6 +122,9 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
         text, pad = _tokens(tracker.text_features)
         wrong, wrong_pad = _tokens(tracker.encode_text(
             phrase(contradict(plan.description, plan.target_seen.spec, rng), rng)))
+        if config.unmatched_share:     # (no draw otherwise: earlier fits stay reproducible)
+            specs = [lay.spec for lay in plan.layers if lay.spec is not None]
+            nothing = tracker.encode_text(unmatched(specs, rng, ('kind', 'colour-kind')[i % 2]))
         picks = rng.choice(np.arange(t0 + 1, len(frames)),
                            min(config.frames_per_scene, len(frames) - t0 - 1), replace=False)
         for t in sorted(picks.tolist()):
@@ -141,10 +152,34 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
                 text=text, text_pad=pad,
                 template=tracker.template_tokens[0].detach().float().cpu(),
                 kind=kind, wrong_text=wrong, wrong_pad=wrong_pad))
+            if config.unmatched_share and rng.random() < config.unmatched_share:
+                samples.append(_unmatched_sample(tracker, f, others, nothing))
         if progress:
             progress(i + 1, config.scenes)
     tracker.reset()
     return samples
+
+
+def _unmatched_sample(tracker, frame, others, text) -> FeatureSample:
+    """The whole frame grounded with ``text`` (TextFeatures of a description that fits no
+    object): no target, every object a hard negative."""
+    command = tracker.text_features
+    tracker.text_features = text          # ground this description, then restore the command
+    try:
+        step = tracker.global_step(frame.image)
+    finally:
+        tracker.text_features = command
+    region = Region.from_geometry(step.geometry)
+    objects = [*others, frame.box_xywh] if frame.box_xywh is not None else list(others)
+    hard = region.to_input(np.array(objects)) if objects else np.zeros((0, 4))
+    tokens, pad = _tokens(text)
+    return FeatureSample(
+        features=step.head.features[0].detach().to(torch.float16).cpu(),
+        target=torch.tensor([-2.0, -2.0, 0.1, 0.1]), present=False,
+        hard=torch.as_tensor(hard[_inside(hard)], dtype=torch.float32),
+        text=tokens, text_pad=pad,
+        template=tracker.template_tokens[0].detach().float().cpu(),
+        kind='unmatched', wrong_text=tokens, wrong_pad=pad)
 
 
 def _tokens(text) -> tuple[torch.Tensor, torch.Tensor]:

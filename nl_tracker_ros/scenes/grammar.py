@@ -114,6 +114,21 @@ def contradict(d: Description, target: ObjectSpec, rng: np.random.Generator) -> 
     return Description(kind, colour=d.colour, texture=d.texture)
 
 
+def unmatched(objects: Sequence[ObjectSpec], rng: np.random.Generator,
+              words: str = 'colour-kind') -> str:
+    """A description that fits none of ``objects``: 'the <colour> <kind>' such that no object
+    has both (``words='colour-kind'``), or 'the <kind>' such that no object is of that kind
+    (``words='kind'``, where no colour word can tell; with every kind taken, the former)."""
+    kinds = {o.kind for o in objects}
+    free_kinds = [k for k in SHAPES if k not in kinds]
+    if words == 'kind' and free_kinds:
+        return f'the {free_kinds[int(rng.integers(len(free_kinds)))]}'
+    taken = {(o.colour, o.kind) for o in objects}
+    free = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in taken]
+    colour, kind = free[int(rng.integers(len(free)))]
+    return f'the {colour} {kind}'
+
+
 def phrase(d: Description, rng: np.random.Generator) -> str:
     """Words for ``d``: "the small striped red circle on the left", "follow the cat"."""
     words = [str(rng.choice(PREFIXES))]
