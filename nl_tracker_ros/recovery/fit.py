@@ -16,8 +16,8 @@ description its target does not fit ("the purple star" for a red star,
 ``unmatched_share``, some sampled frames are also grounded with a description that fits no
 object of the scene ("the star" where there is none, ``scenes.grammar.unmatched``): the features
 are then those the switch sees after a command that matches nothing, and every object is a
-negative. The joint model is
-frozen, so features are computed once; the switch and selector then train over the cache.
+negative. The joint model is frozen, so features are computed once; the switch and selector
+then train over the cache.
 """
 from __future__ import annotations
 
