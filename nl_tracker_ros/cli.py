@@ -12,7 +12,8 @@ import sys
 
 from nl_tracker_ros.errors import TrackerError
 
-SUBCOMMANDS = ('demo', 'track', 'eval', 'replay', 'scenes', 'train', 'train-recovery', 'bench')
+SUBCOMMANDS = ('demo', 'track', 'eval', 'replay', 'scenes', 'train', 'train-recovery',
+               'train-kinds', 'bench')
 
 
 def build_parser() -> argparse.ArgumentParser:

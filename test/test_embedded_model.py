@@ -27,9 +27,9 @@ TEST_SEED, TEST_COUNT = 20000, 4        # full-length (150-frame) scenes at 320x
 # Measured with the shipped weights (recovery-off figures at 1 and 2 threads alike, recovery-on at
 # 2; see the manifest); the floors leave a margin for CPU and library differences.
 AUC_MEASURED, AUC_FLOOR = 0.352, 0.30                   # recovery off
-RECOVERY_AUC_MEASURED, RECOVERY_AUC_FLOOR = 0.485, 0.42
-ABSENT_F1_MEASURED, ABSENT_F1_FLOOR = 0.541, 0.45       # frames reported absent vs truth
-LOST_RECALL_MEASURED, LOST_RECALL_FLOOR = 0.909, 0.7    # 10 of 11 disappearances (floor: 8)
+RECOVERY_AUC_MEASURED, RECOVERY_AUC_FLOOR = 0.507, 0.42
+ABSENT_F1_MEASURED, ABSENT_F1_FLOOR = 0.567, 0.45       # frames reported absent vs truth
+LOST_RECALL_MEASURED, LOST_RECALL_FLOOR = 0.818, 0.7    # 9 of 11 disappearances (floor: 8)
 REFOUND_RECALL_MEASURED, REFOUND_RECALL_FLOOR = 0.727, 0.45   # 8 of 11 reappearances (floor: 5)
 
 
@@ -146,6 +146,13 @@ def test_recovery_on_heldout_scenes_reports_losses_and_refinds(heldout_scenes, p
 # shapes for "the red star").
 UNMATCHED_TRIAL = ((0, 'the brown triangle'), (7, 'the red square'))
 UNMATCHED_COLOUR = ((1, 'the white ring'), (2, 'the pink circle'), (5, 'the red star'))
+# ... and, without the kind check, a pink cross passed its trial for "the star" and a pink
+# circle for "the hexagon" (``--words kind``).
+UNMATCHED_KIND = ((1, 'the star'), (9, 'the hexagon'))
+# The shipped kind classifier on crops of 12 held-out scenes (TEST_SEED, 320x240)
+KIND_KEPT_MEASURED, KIND_KEPT_FLOOR = 0.949, 0.85            # own kind kept at 0.1
+KIND_REJECTED_MEASURED, KIND_REJECTED_FLOOR = 0.959, 0.9      # (crop, other kind) rejected
+KIND_BACKGROUND_MEASURED, KIND_BACKGROUND_FLOOR = 0.875, 0.75  # background under every kind
 
 
 def _unmatched_boxes(scenes, without):
@@ -186,6 +193,43 @@ def test_look_alikes_of_another_colour_fail_the_colour_check():
     accepts; with ``search.colour_share`` 0 they are acquired."""
     assert _unmatched_boxes(UNMATCHED_COLOUR, lambda r: dataclasses.replace(
         r, search=dataclasses.replace(r.search, colour_share=0.0))) > 0
+
+
+def test_look_alikes_of_another_kind_fail_the_kind_check():
+    """The same for look-alikes of another kind named without a colour word ("the star" on a
+    cross), which the switch accepts; with ``search.kind_threshold`` 0 they are acquired."""
+    assert _unmatched_boxes(UNMATCHED_KIND, lambda r: dataclasses.replace(
+        r, search=dataclasses.replace(r.search, kind_threshold=0.0))) > 0
+
+
+def test_kinds_manifest_describes_the_shipped_classifier():
+    from nl_tracker_ros.recovery.kinds import load_classifier
+    from nl_tracker_ros.recovery.kinds_fit import scene_kinds
+    from nl_tracker_ros.recovery.policy import shipped_kinds
+    path = shipped_kinds()
+    manifest = json.loads((checkpoint.SHIPPED_DIR / 'kinds.json').read_text())
+    classifier = load_classifier(path)
+    assert manifest['file'] == path.name and manifest['bytes'] == path.stat().st_size
+    assert manifest['parameters'] == sum(p.numel() for p in classifier.parameters())
+    assert classifier.kinds == scene_kinds()
+    assert f'{classifier.crop}x{classifier.crop} box crops' in manifest['what']
+
+
+def test_shipped_kind_classifier_keeps_own_kinds_and_rejects_others():
+    """On crops of held-out scenes, the kind check at its configured threshold keeps most
+    objects under their own kind and rejects nearly every other kind (KIND_* measured)."""
+    from nl_tracker_ros.recovery.config import SearchConfig
+    from nl_tracker_ros.recovery.kinds import load_classifier
+    from nl_tracker_ros.recovery.kinds_fit import (KindsFitConfig, check_rates, collect_crops,
+                                                   probabilities)
+    from nl_tracker_ros.recovery.policy import shipped_kinds
+    classifier = load_classifier(shipped_kinds())
+    data = collect_crops(KindsFitConfig(scenes=TEST_COUNT * 3, preset='heldout',
+                                        frames_per_scene=4, crop=classifier.crop), TEST_SEED)
+    rates = check_rates(probabilities(classifier, data), data, SearchConfig().kind_threshold)
+    assert rates['kept'] >= KIND_KEPT_FLOOR, rates
+    assert rates['rejected_other'] >= KIND_REJECTED_FLOOR, rates
+    assert rates['rejected_background'] >= KIND_BACKGROUND_FLOOR, rates
 
 
 # ----------------------------------------------------------------------- training pieces

@@ -32,6 +32,23 @@ def test_distractor_boxes_sit_on_the_distractors_of_frame_one():
         assert x >= 0 and y >= 0 and x + w <= 320 and y + h <= 240 and w > 0 and h > 0
 
 
+def test_distractors_say_how_much_of_each_is_hidden():
+    from nl_tracker_ros.scenes import distractors, render_scene
+    seen = []
+    for index in range(3):
+        recipe = get_mix('heldout').sample(np.random.default_rng([3, index, 0]), 320, 240, 40)
+        plan = plan_scene(recipe, 3, index)
+        for t, frame in enumerate(render_scene(plan)):
+            found = distractors(plan, t)
+            assert [box for _, box, _ in found] == distractor_boxes(plan, t)
+            kinds = {lay.spec.kind for lay in plan.layers if lay.role == 'distractor'}
+            assert all(spec.kind in kinds for spec, _, _ in found)
+            seen += [v for _, _, v in found]
+    seen = np.array(seen)
+    assert ((seen >= 0) & (seen <= 1)).all()
+    assert (seen == 1).mean() > 0.5 and (seen < 0.9).any()    # mostly in view, some hidden
+
+
 @pytest.fixture(scope='module')
 def samples():
     tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
@@ -187,6 +204,7 @@ def test_shipped_switch_goes_with_the_shipped_model_only(tmp_path, monkeypatch):
     shipped = build_tracker_with_recovery(trk.TrackerConfig(preset='jointnlt-tiny'),
                                           RecoveryConfig(), 'cpu')
     assert shipped.recovery.recovery.uses_switch
+    assert shipped.recovery.kinds is None        # no kind classifier in this install: off
     own = tmp_path / 'own.safetensors'     # other model weights: the shipped switch does not fit
     checkpoint.save_weights(build_model(get_preset('jointnlt-tiny')), own)
     other = build_tracker_with_recovery(

@@ -346,6 +346,48 @@ def test_a_match_lacking_the_named_colour_is_not_acquired():
         assert ds[-1].state == TrackState.TRACKING and policy.colour_rejections == 0
 
 
+class StubKinds:
+    """A kind check that knows 'ball' and answers ``p`` for every box; counts its calls."""
+
+    def __init__(self, p):
+        self.p, self.asked = p, []
+
+    def named(self, text):
+        return 'ball' if 'ball' in text else None
+
+    def probability(self, image, box_xywh, kind):
+        self.asked.append(kind)
+        return self.p
+
+
+def test_a_match_unlikely_to_show_the_named_kind_is_not_acquired():
+    cfg = StateMachineConfig(confirm_frames=1, trial_frames=1, grounding_timeout_s=0.25)
+
+    def run(p, text='the ball', threshold=0.5):
+        kinds = StubKinds(p)
+        policy = RecoveryPolicy(build_recovery(RecoveryConfig(), D, D), cfg,
+                                SearchConfig(kind_threshold=threshold), kinds)
+        tr = FakeTracker()
+        policy.begin(1, text, 0.0, None)
+        return policy, kinds, [policy.step(tr, IMAGE, t) for t in (0.1, 0.2, 0.3, 0.4)]
+
+    policy, kinds, ds = run(0.2)
+    assert policy.kind == 'ball' and kinds.asked == ['ball'] * 4
+    assert all(d.box_xywh is None for d in ds) and ds[0].candidate_score == 0.0
+    found = [e for d in ds for e in d.events if e.kind == EventKind.NOT_FOUND]
+    assert len(found) == 1 and '4 matches did not look like a ball' in found[0].reason
+    assert 'colour' not in found[0].reason
+    policy, kinds, ds = run(0.9)
+    assert ds[-1].state == TrackState.TRACKING and policy.kind_rejections == 0
+    assert len(kinds.asked) == 2             # on the match and its trial, not once held
+    # a kind the classifier does not know, or the check off: never asked
+    for text, threshold in (('the person', 0.5), ('the ball', 0.0)):
+        policy, kinds, ds = run(0.2, text, threshold)
+        assert ds[-1].state == TrackState.TRACKING and kinds.asked == []
+    with pytest.raises(ConfigError, match='search.kind_threshold'):
+        SearchConfig(kind_threshold=1.0)
+
+
 def test_retemplate_encodes_the_refound_box():
     cfg = StateMachineConfig(confirm_frames=1, trial_frames=0, lost_after_frames=1,
                              search_timeout_s=100.0)

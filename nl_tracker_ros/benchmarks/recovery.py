@@ -13,7 +13,9 @@ Prints median and p95 milliseconds of:
 - ``search 640x480, model grounding``: ``Tracker.global_step`` (resize, image encoder, grounding
   head) of the preset with random weights, when the model package is available;
 - ``colour check, 200x300 box``: ``search.colour_share`` on a match not held yet (whole-frame
-  or trial frames of a command that names a colour; never on a held target's frames).
+  or trial frames of a command that names a colour; never on a held target's frames);
+- ``kind check, 200x300 box``: ``search.kind_threshold`` on the same frames of a command that
+  names a kind (a crop and the kind classifier, random weights of the shipped size).
 
 Switch and selector have random weights of the configured sizes (cost does not depend on the
 values); the feature maps have the preset's width and sizes.
@@ -30,6 +32,8 @@ import torch
 
 from nl_tracker_ros.colours import colour_share
 from nl_tracker_ros.recovery import RecoveryConfig, Region, build_recovery
+from nl_tracker_ros.recovery.kinds import KindCheck, KindClassifier
+from nl_tracker_ros.recovery.kinds_fit import scene_kinds
 
 
 def times_ms(fn, repeats: int, warmup: int = 3) -> tuple[float, float]:
@@ -100,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(('search 640x480, model grounding', lambda: tracker.global_step(image)))
     cases.append(('colour check, 200x300 box',
                   lambda: colour_share(image, (220.0, 90.0, 200.0, 300.0), 'red')))
+    kinds = KindCheck(KindClassifier(scene_kinds()))
+    cases.append(('kind check, 200x300 box',
+                  lambda: kinds.probability(image, (220.0, 90.0, 200.0, 300.0), 'star')))
     from nl_tracker_ros.recovery.tsr import sliding_windows
     sc = cfg.search
     n_win = len(sliding_windows(*frame, sc.window_scales, sc.aspects, sc.stride, (80, 160),

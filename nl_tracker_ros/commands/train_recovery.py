@@ -25,28 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Collect features, fit, write the weights and how well they separate."""
-    import dataclasses
     import json
     import pathlib
 
     import numpy as np
-    import torch
 
+    from nl_tracker_ros.commands._fitting import fit_config
     from nl_tracker_ros.commands._tracking import recovery_config, tracker_config
-    from nl_tracker_ros.config import from_dict, load_yaml
     from nl_tracker_ros.model.config import get_preset
     from nl_tracker_ros.recovery.fit import FitConfig, collect, fit_recovery, separation
     from nl_tracker_ros.recovery.switch import save_weights
     from nl_tracker_ros.tracker import build_tracker
 
-    cfg = FitConfig()
-    if args.fit_config:
-        data = load_yaml(args.fit_config)
-        cfg = from_dict(FitConfig, data.get('fit', data), 'fit')
-    over = {'scenes': args.scenes, 'steps': args.steps, 'seed': args.seed}
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None})
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg = fit_config(args, FitConfig, 'fit')
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tcfg = tracker_config(args)

@@ -78,6 +78,11 @@ class SearchConfig:
     # > 0: a match not yet held (whole-frame, or on trial) of a command naming one colour must
     # show that colour on this share of its box's pixels, else it scores 0 (0: off)
     colour_share: float = 0.1
+    # > 0: a match not yet held of a command naming one kind the classifier knows must show
+    # that kind with this probability (recovery.kinds, from the box's pixels), else it
+    # scores 0 (0: off)
+    kind_threshold: float = 0.1
+    kind_weights: str = ''           # KindClassifier safetensors ('' = the shipped one)
     dim: int = 128                   # selector width
     heads: int = 4                   # selector attention heads
     layers: int = 1                  # selector transformer encoder layers
@@ -98,6 +103,9 @@ class SearchConfig:
         if not 0.0 <= self.colour_share <= 1.0:
             raise ConfigError(f'search.colour_share: expected 0..1 (0: off), '
                               f'got {self.colour_share}')
+        if not 0.0 <= self.kind_threshold < 1.0:
+            raise ConfigError(f'search.kind_threshold: expected 0..1 (0: off), '
+                              f'got {self.kind_threshold}')
         if self.dim % self.heads:
             raise ConfigError(f'search: dim {self.dim} must be divisible by heads {self.heads}')
 

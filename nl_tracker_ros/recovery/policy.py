@@ -20,6 +20,12 @@ of another colour is never acquired. The learned switch tells colours apart too 
 that (a cyan ring scored up to 0.53 for "the white ring", a purple cross 0.46 for "the pink
 circle"). The check counts its rejections and names them in the NOT_FOUND reason.
 
+``search.kind_threshold`` checks the same matches when the command names exactly one kind the
+kind classifier knows (``recovery.kinds``, which reads the box's own pixels): below that
+probability of the named kind the match scores 0, so a look-alike of another kind ("the star" on
+a cross, where no colour word can tell) is not acquired either. Its rejections are counted and
+named the same way.
+
 Three options add to the plan, as in AdaRS where the switch chooses between the local and the
 global result every frame; all are off by default (measured on the 30 calibration scenes):
 
@@ -39,6 +45,7 @@ global result every frame; all are off by default (measured on the 30 calibratio
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import torch
@@ -47,16 +54,20 @@ from nl_tracker_ros import state_machine as sm
 from nl_tracker_ros.boxes import iou_xywh
 from nl_tracker_ros.colours import colour_share, named_colour
 from nl_tracker_ros.recovery.config import RecoveryConfig, SearchConfig
+from nl_tracker_ros.recovery.kinds import KindCheck, load_classifier
 from nl_tracker_ros.recovery.switch import Recovery, Region, build_recovery
 from nl_tracker_ros.track_types import HOLDING_STATES, EventKind, TrackState
+
+log = logging.getLogger(__name__)
 
 
 class RecoveryPolicy:
     """Lost/re-found handling for one Tracker: ``begin`` per command, ``step`` per frame."""
 
     def __init__(self, recovery: Recovery, config: sm.StateMachineConfig,
-                 search: SearchConfig = SearchConfig()):
+                 search: SearchConfig = SearchConfig(), kinds: KindCheck | None = None):
         self.recovery = recovery
+        self.kinds = kinds if search.kind_threshold else None
         self.config = config
         self.search = search
         self.state = TrackState.IDLE
@@ -66,6 +77,8 @@ class RecoveryPolicy:
         self._new_template = False     # template re-encoded: refresh the selector's guide
         self.colour = None             # the one colour the command names, if any
         self.colour_rejections = 0     # matches of this track scored 0 by search.colour_share
+        self.kind = None               # the one kind the command names that kinds knows
+        self.kind_rejections = 0       # matches of this track scored 0 by search.kind_threshold
 
     def begin(self, track_id: int, text: str, stamp: float, box_xywh=None) -> None:
         """Start a track (``text`` non-empty) or stop (``''``); command events stay with the
@@ -79,6 +92,8 @@ class RecoveryPolicy:
         self._new_template = False
         self.colour = named_colour(text)
         self.colour_rejections = 0
+        self.kind = self.kinds.named(text) if self.kinds is not None else None
+        self.kind_rejections = 0
         self.recovery.reset()
 
     def step(self, tracker, image: np.ndarray, stamp: float):
@@ -102,9 +117,12 @@ class RecoveryPolicy:
         if self._lacks_colour(image, evidence, mode):
             evidence = dataclasses.replace(evidence, score=0.0)
             self.colour_rejections += 1
+        elif self._lacks_kind(image, evidence, mode):
+            evidence = dataclasses.replace(evidence, score=0.0)
+            self.kind_rejections += 1
         prev = self.state
         self.state, self.counters, events = sm.step(prev, c, evidence, stamp, self.config)
-        if self.colour_rejections:
+        if self.colour_rejections or self.kind_rejections:
             events = tuple(self._with_rejections(e) for e in events)
         events = tuple(dataclasses.replace(e, stamp=stamp) for e in self._pending) + events
         self._pending = ()
@@ -139,20 +157,39 @@ class RecoveryPolicy:
             return now.box_xywh if before.acquired else None
         return now.box_xywh if mode == sm.Mode.GLOBAL else None
 
+    def _not_held(self, evidence: sm.Evidence, mode: sm.Mode) -> bool:
+        """Whether the frame's match is one not held yet: a whole-frame match, or one on
+        trial (what the colour and kind checks look at)."""
+        return evidence.box_xywh is not None \
+            and not (self.state in HOLDING_STATES and mode != sm.Mode.GLOBAL)
+
     def _lacks_colour(self, image, evidence: sm.Evidence, mode: sm.Mode) -> bool:
-        """``search.colour_share``: whether a match not held yet (a whole-frame match, or one
-        on trial) misses the colour the command names."""
+        """``search.colour_share``: whether a match not held yet misses the colour the
+        command names."""
         share = self.search.colour_share
-        if not share or self.colour is None or evidence.box_xywh is None \
-                or (self.state in HOLDING_STATES and mode != sm.Mode.GLOBAL):
+        if not share or self.colour is None or not self._not_held(evidence, mode):
             return False
         return colour_share(image, evidence.box_xywh, self.colour) < share
+
+    def _lacks_kind(self, image, evidence: sm.Evidence, mode: sm.Mode) -> bool:
+        """``search.kind_threshold``: whether a match not held yet is unlikely to show the
+        kind the command names."""
+        if self.kind is None or not self._not_held(evidence, mode):
+            return False
+        return self.kinds.probability(image, evidence.box_xywh, self.kind) < \
+            self.search.kind_threshold
 
     def _with_rejections(self, event):
         if event.kind != EventKind.NOT_FOUND:
             return event
-        return dataclasses.replace(event, reason=f'{event.reason}; {self.colour_rejections} '
-                                   f'matches lacked the colour {self.colour}')
+        parts = [event.reason]
+        if self.colour_rejections:
+            parts.append(f'{self.colour_rejections} matches lacked the colour {self.colour}')
+        if self.kind_rejections:
+            article = 'an' if self.kind[0] in 'aeiou' else 'a'
+            parts.append(f'{self.kind_rejections} matches did not look like {article} '
+                         f'{self.kind}')
+        return dataclasses.replace(event, reason='; '.join(parts))
 
     def _agrees_globally(self, tracker, image, evidence: sm.Evidence, c: sm.Counters) -> bool:
         """``search.verify_iou``: on the weak tracking frame that would declare LOST, whether
@@ -216,7 +253,15 @@ def build_policy(config: RecoveryConfig, feat_dim: int, text_dim: int,
     if not config.enabled:
         return None
     rec = build_recovery(config, feat_dim, text_dim, device, random_init)
-    return RecoveryPolicy(rec, config.states, config.search)
+    s = config.search
+    kinds = None
+    path = s.kind_weights or shipped_kinds()
+    if s.kind_threshold and path is None:
+        log.warning('search.kind_threshold: no kind classifier ships with this install and '
+                    'search.kind_weights is empty; the kind check is off')
+    elif s.kind_threshold:
+        kinds = KindCheck(load_classifier(path), device)
+    return RecoveryPolicy(rec, config.states, s, kinds)
 
 
 def shipped_switch(preset: str):
@@ -226,6 +271,13 @@ def shipped_switch(preset: str):
     """
     from nl_tracker_ros.model.checkpoint import shipped_weights
     return shipped_weights(f'{preset}.switch')
+
+
+def shipped_kinds():
+    """The kind classifier shipped with the package (None when none). It reads pixels only,
+    so it goes with any model weights."""
+    from nl_tracker_ros.model.checkpoint import shipped_weights
+    return shipped_weights('kinds')
 
 
 def build_tracker_with_recovery(tracker_config, recovery_config: RecoveryConfig | None = None,

@@ -406,9 +406,16 @@ def distractor_boxes(plan: ScenePlan, t: int) -> list[tuple[int, int, int, int]]
     The look-alikes the target must be told apart from (hard negatives for the retrieval
     switch); distractors outside the frame are left out.
     """
+    return [box for _, box, _ in distractors(plan, t)]
+
+
+def distractors(plan: ScenePlan, t: int
+                ) -> list[tuple[app.ObjectSpec, tuple[int, int, int, int], float]]:
+    """``distractor_boxes`` with each distractor's appearance and the share of its pixels
+    that nothing drawn over it hides (0..1)."""
     r = plan.recipe
     out = []
-    for lay in plan.layers:
+    for i, lay in enumerate(plan.layers):
         if lay.role != 'distractor' or (p := _patch(lay, t)) is None:
             continue
         _, alpha, x0, y0 = p
@@ -419,7 +426,8 @@ def distractor_boxes(plan: ScenePlan, t: int) -> list[tuple[int, int, int, int]]
                     int(ys.max() - ys.min()) + 1, r.width, r.height)
         if box is not None:
             fx0, fy0, fx1, fy1 = box
-            out.append((fx0, fy0, fx1 - fx0, fy1 - fy0))
+            seen = _target_truth(plan.layers, i, t, r.width, r.height, 1e-9).visible
+            out.append((lay.spec, (fx0, fy0, fx1 - fx0, fy1 - fy0), seen))
     return out
 
 

@@ -1,0 +1,124 @@
+"""Kind words: which kind of object a command names, and how likely a box shows that kind.
+
+The switch reads the joint model's relation features, 12x12 cells over the letterboxed frame in
+a whole-frame search: a 20-pixel object covers one or two cells, so a star and a cross, or a
+hexagon and a circle, look alike there, and the grounding itself barely reads the noun (README,
+"Evaluation"). ``KindClassifier`` looks at the box's own pixels instead, cut from the frame at
+its resolution with some context around it and resized to ``crop`` pixels, and tells the kinds
+it was trained on (the generated scenes' shapes and photo sprites) and background apart.
+
+Like the colour check, the kind check (``search.kind_threshold``) acts only on a command that
+names exactly one of those kinds: any other noun ("the person in the red jacket") leaves it off,
+as the classifier knows nothing about it.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from nl_tracker_ros.errors import CheckpointError
+
+BACKGROUND = 'background'   # the class of a box on no object
+CONTEXT = 0.15              # a crop adds this share of the box size on each side
+
+
+def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class KindClassifier(nn.Module):
+    """Logits (B, K) over ``kinds`` of box crops (B, 3, S, S) in 0..1."""
+
+    def __init__(self, kinds: Sequence[str], dim: int = 96, crop: int = 40):
+        super().__init__()
+        self.kinds = tuple(kinds)
+        self.crop = crop
+        self.features = nn.Sequential(_conv(3, 32, 1), _conv(32, 48, 2), _conv(48, 64, 2),
+                                      _conv(64, dim, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(dim, len(self.kinds))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(crops))
+
+
+def crops(image: np.ndarray, boxes_xywh, size: int) -> torch.Tensor:
+    """Boxes (n, 4) xywh of an RGB uint8 frame, each with ``CONTEXT`` around it, resized to
+    ``size`` pixels: (n, 3, size, size) float in 0..1; outside the frame is black."""
+    out = np.zeros((len(boxes_xywh), size, size, 3), dtype=np.uint8)
+    for i, (x, y, w, h) in enumerate(np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)):
+        w, h = max(w, 1.0), max(h, 1.0)
+        sx, sy = size / (w * (1 + 2 * CONTEXT)), size / (h * (1 + 2 * CONTEXT))
+        affine = np.array([[sx, 0, -(x - CONTEXT * w) * sx], [0, sy, -(y - CONTEXT * h) * sy]])
+        out[i] = cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_AREA,
+                                borderMode=cv2.BORDER_CONSTANT)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+
+def named_kind(text: str, kinds: Sequence[str]) -> str | None:
+    """The one kind of ``kinds`` that ``text`` names ('coffee cup' before 'cup'), or None when
+    it names none or several (which of them is the target is then a question of grammar)."""
+    names = sorted((k for k in kinds if k != BACKGROUND), key=len, reverse=True)
+    if not names:
+        return None
+    found = set(re.findall(r'\b(' + '|'.join(map(re.escape, names)) + r')\b', text.lower()))
+    return found.pop() if len(found) == 1 else None
+
+
+class KindCheck:
+    """A classifier on a device, answering how likely a box of a frame shows a kind."""
+
+    def __init__(self, classifier: KindClassifier, device: str | torch.device = 'cpu'):
+        self.device = torch.device(device)
+        self.classifier = classifier.to(self.device).eval()
+
+    def named(self, text: str) -> str | None:
+        """The kind the classifier knows that ``text`` names (None: the check stays off)."""
+        return named_kind(text, self.classifier.kinds)
+
+    @torch.inference_mode()
+    def probability(self, image: np.ndarray, box_xywh, kind: str) -> float:
+        """The probability that ``box_xywh`` of the RGB uint8 ``image`` shows ``kind``."""
+        x = crops(image, [box_xywh], self.classifier.crop).to(self.device)
+        p = torch.softmax(self.classifier(x).float(), -1)[0]
+        return float(p[self.classifier.kinds.index(kind)])
+
+
+def save_classifier(path: str | pathlib.Path, classifier: KindClassifier) -> None:
+    """Write the classifier's weights, with its kinds and crop size (safetensors)."""
+    from safetensors.torch import save_file
+    save_file({k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()},
+              str(path), metadata={'format': 'nl_tracker_ros.kinds', 'crop': str(classifier.crop),
+                                   'kinds': json.dumps(classifier.kinds)})
+
+
+def load_classifier(path: str | pathlib.Path) -> KindClassifier:
+    """A classifier from ``save_classifier``'s file (strict; names what does not fit)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'kind classifier {path}: not found')
+    try:
+        with safe_open(str(path), 'pt') as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device='cpu')
+        kinds, crop = json.loads(meta['kinds']), int(meta['crop'])
+        dim = state['head.weight'].shape[1]
+    except Exception as exc:  # safetensors and json raise their own error types
+        raise CheckpointError(f'kind classifier {path}: unreadable, expected a file written by '
+                              f'save_classifier ({type(exc).__name__}: {exc})') from None
+    classifier = KindClassifier(kinds, dim, crop)
+    try:
+        classifier.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f'kind classifier {path}: does not fit its own kinds and width '
+                              f'({str(exc).splitlines()[0]})') from None
+    return classifier.eval()
