@@ -81,7 +81,7 @@ class SearchConfig:
     # > 0: a match not yet held of a command naming one kind the classifier knows must show
     # that kind with this probability (recovery.kinds, from the box's pixels), else it
     # scores 0 (0: off)
-    kind_threshold: float = 0.1
+    kind_threshold: float = 0.2
     kind_weights: str = ''           # KindClassifier safetensors ('' = the shipped one)
     dim: int = 128                   # selector width
     heads: int = 4                   # selector attention heads
