@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--realtime', action='store_true',
                         help='play at the recorded 30 Hz; frames the node skips count as '
                              'failures (default: wait for each answer)')
-    # the shipped model measures 0.64 on the seed-7 scene; the bar leaves a margin, as the
+    # the shipped model measures 0.62 on the seed-7 scene; the bar leaves a margin, as the
     # test floors do (README, "The embedded model")
     parser.add_argument('--min-auc', type=float, default=0.5,
                         help='exit non-zero when the success AUC is below this (0.5)')
