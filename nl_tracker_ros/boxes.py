@@ -78,3 +78,13 @@ def validate_box_xywh(box: Sequence[float], image_size: tuple[int, int] | None =
             raise InputError(f'{name}: ({x:g}, {y:g}, {w:g}, {h:g}) extends outside the '
                              f'{width}x{height} image')
     return values
+
+
+def jitter_xywh(box, rng: np.random.Generator, shift: float,
+                scale: float) -> tuple[float, float, float, float]:
+    """``box`` moved by normal noise of ``shift`` times its size per axis and resized about its
+    centre by a log-normal factor of sigma ``scale``: where a tracker's box would be."""
+    x, y, w, h = (float(v) for v in box)
+    dx, dy = rng.normal(0.0, shift, 2) * (w, h)
+    s = float(np.exp(rng.normal(0.0, scale)))
+    return (x + dx + w * (1 - s) / 2, y + dy + h * (1 - s) / 2, w * s, h * s)

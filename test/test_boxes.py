@@ -45,3 +45,15 @@ def test_validate_accepts_good_boxes():
 def test_validate_rejects_bad_boxes(box, word):
     with pytest.raises(InputError, match=word):
         boxes.validate_box_xywh(box, (10, 10), name='init_box')
+
+
+def test_jitter_moves_and_resizes_by_the_given_shares():
+    jitter_xywh = boxes.jitter_xywh
+    rng = np.random.default_rng(0)
+    assert jitter_xywh((10, 20, 40, 80), rng, 0.0, 0.0) == (10.0, 20.0, 40.0, 80.0)
+    got = np.array([jitter_xywh((10, 20, 40, 80), rng, 0.25, 0.1) for _ in range(4000)])
+    centre = got[:, :2] + got[:, 2:] / 2 - (30, 60)
+    assert np.allclose(centre.std(0) / (40, 80), 0.25, atol=0.02)
+    assert np.allclose(np.abs(centre.mean(0)) / (40, 80), 0, atol=0.02)
+    assert np.allclose(np.log(got[:, 2] / 40).std(), 0.1, atol=0.01)
+    assert np.allclose(got[:, 3] / got[:, 2], 2.0)          # the aspect ratio is kept

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from nl_tracker_ros.boxes import jitter_xywh
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.recovery.config import RecoveryConfig
 from nl_tracker_ros.recovery.switch import Region, build_modules
@@ -138,7 +139,8 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
                 centre = last
                 if others and rng.random() < config.drift_share:
                     centre = others[int(rng.integers(len(others)))]
-                step = tracker.local_step(f.image, _jitter(centre, rng))
+                # the search centre the tracker would have: the box moved by a fraction of its size
+                step = tracker.local_step(f.image, jitter_xywh(centre, rng, 0.25, 0.1))
                 kind = 'local'
             region = Region.from_geometry(step.geometry)
             tgt = (region.to_input(np.array([f.box_xywh]))[0] if f.box_xywh is not None
@@ -194,14 +196,6 @@ def _last_visible(frames, t):
         if f.box_xywh is not None:
             return f.box_xywh
     return None
-
-
-def _jitter(box, rng: np.random.Generator) -> tuple[float, float, float, float]:
-    """The search centre the tracker would have: the box moved by a fraction of its size."""
-    x, y, w, h = (float(v) for v in box)
-    dx, dy = rng.normal(0.0, 0.25, 2) * (w, h)
-    s = float(np.exp(rng.normal(0.0, 0.1)))
-    return (x + dx + w * (1 - s) / 2, y + dy + h * (1 - s) / 2, w * s, h * s)
 
 
 def _batch(samples: list[FeatureSample]):

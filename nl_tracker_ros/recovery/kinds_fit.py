@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nl_tracker_ros.boxes import iou_xywh
+from nl_tracker_ros.boxes import iou_xywh, jitter_xywh
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.recovery.kinds import BACKGROUND, KindClassifier, crops
 
@@ -67,13 +67,6 @@ class CropSet:
         return len(self.label)
 
 
-def _jitter(box, rng: np.random.Generator, share: float):
-    x, y, w, h = (float(v) for v in box)
-    dx, dy = rng.normal(0.0, share, 2) * (w, h)
-    s = float(np.exp(rng.normal(0.0, share)))
-    return (x + dx + w * (1 - s) / 2, y + dy + h * (1 - s) / 2, w * s, h * s)
-
-
 def _background(rng, size, objects, width, height, tries: int = 10):
     """A box of ``size`` that overlaps no object much (None when none was found)."""
     w, h = min(size[0], width - 1), min(size[1], height - 1)
@@ -108,7 +101,7 @@ def collect_crops(config: KindsFitConfig, seed: int | None = None,
             objects = [(spec, box) for spec, box, seen in others if seen >= config.min_visible]
             if f.box_xywh is not None and f.visible >= config.min_visible:
                 objects.append((plan.target_seen.spec, f.box_xywh))
-            boxes = [_jitter(box, rng, config.jitter) for _, box in objects]
+            boxes = [jitter_xywh(box, rng, config.jitter, config.jitter) for _, box in objects]
             labels += [kinds.index(spec.kind) for spec, _ in objects]
             everything = [box for _, box, _ in others]
             if f.box_xywh is not None:
