@@ -312,3 +312,17 @@ def test_train_command_help_and_a_one_step_run(seqs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert '1 sequences' in printed and 'step 1/1' in printed
     assert (out / 'weights.safetensors').is_file() and (out / 'train_state.pt').is_file()
+
+
+def test_warmup_cosine_warms_up_then_decays_to_zero():
+    from nl_tracker_ros.training.optim import warmup_cosine
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2)            # 1 of the 5 warm-up steps
+    assert max(lrs) == pytest.approx(lrs[4]) and lrs[4] > 0.99
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 0.01

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from typing import Callable
 
 import numpy as np
@@ -35,6 +34,7 @@ from nl_tracker_ros.recovery.config import RecoveryConfig
 from nl_tracker_ros.recovery.switch import Region, build_modules
 from nl_tracker_ros.recovery.training import (RecoveryLossWeights, recovery_loss,
                                               sample_proposals)
+from nl_tracker_ros.training.optim import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,7 @@ def fit_recovery(samples: list[FeatureSample], recovery: RecoveryConfig, feat_di
     switch, retrieval = build_modules(recovery, feat_dim, text_dim)
     params = list(switch.parameters()) + list(retrieval.selector.parameters())
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    warm = max(1, config.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(   # linear warm-up, then cosine to zero
-        opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * i / config.steps)))
+    sched = warmup_cosine(opt, config.steps)
     gen = torch.Generator().manual_seed(seed)
     switch.train()
     retrieval.train()

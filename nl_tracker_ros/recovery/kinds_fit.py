@@ -9,7 +9,6 @@ photo sprites.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from nl_tracker_ros.boxes import iou_xywh, jitter_xywh
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.recovery.kinds import BACKGROUND, KindClassifier, crops
+from nl_tracker_ros.training.optim import warmup_cosine
 
 
 def scene_kinds() -> tuple[str, ...]:
@@ -131,9 +131,7 @@ def fit_kinds(data: CropSet, config: KindsFitConfig, seed: int = 0, log_every: i
     classifier = KindClassifier(data.kinds, config.dim, config.crop)
     opt = torch.optim.AdamW(classifier.parameters(), lr=config.lr,
                             weight_decay=config.weight_decay)
-    warm = max(1, config.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(   # linear warm-up, then cosine to zero
-        opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * i / config.steps)))
+    sched = warmup_cosine(opt, config.steps)
     counts = np.bincount(data.label, minlength=len(data.kinds)).astype(np.float64)
     weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
                           / len(data.kinds), dtype=torch.float32)

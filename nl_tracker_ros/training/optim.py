@@ -1,6 +1,8 @@
 """Optimizer and schedule: AdamW, backbones at 1e-5, everything else at 1e-4 (the paper)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -41,3 +43,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, steps: int, drop_at: float
         return warm * (factor if step >= milestone else 1.0)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer,
+                  steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first twentieth of ``steps``, then cosine down to zero (the
+    recovery fits: switch and selector, kind classifier)."""
+    warm = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * i / steps)))
