@@ -3,6 +3,11 @@
 The node runs the real tracker with the 'jointnlt-tiny' preset (random weights), so these tests
 check plumbing (boxes, events and status arrive, headers match, ids change, bad frames are
 counted), not accuracy. Each session uses its own ROS domain, limited to localhost.
+
+The client is set up as the outside tools are, not as the node happens to be: commands go out
+with ``ros2 topic pub``'s default QoS profile (reliable, volatile), outputs are read with the
+default profile as ``ros2 topic echo`` does, and lifecycle transitions, parameters and reset go
+through the services that ``ros2 lifecycle``, ``ros2 param`` and ``ros2 service call`` use.
 """
 import math
 import os
@@ -17,12 +22,15 @@ rclpy = pytest.importorskip('rclpy', reason='ROS 2 wheels not installed (scripts
 pytest.importorskip('nl_tracker_ros.msg', reason='messages not built (scripts/setup.sh)')
 
 from geometry_msgs.msg import Point32, PolygonStamped  # noqa: E402
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import (DescribeParameters, GetParameters, ListParameters,  # noqa: E402
                                 SetParameters)
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import (DurabilityPolicy, QoSPresetProfiles, QoSProfile,  # noqa: E402
+                       ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -34,6 +42,11 @@ H, W = 120, 160
 BASE_ARGS = ['-p', 'tracker.preset:=jointnlt-tiny', '-p', 'tracker.device:=cpu',
              '-p', 'status_period:=0.2', '-p', 'warn_period:=0.0']
 
+
+# What `ros2 topic pub` and `ros2 topic echo` use when given no QoS options.
+CLI_QOS = QoSPresetProfiles.get_from_short_key('default')
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 ROS_ENV = {'ROS_DOMAIN_ID': str(DOMAIN), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
 
@@ -62,26 +75,24 @@ def stop_node(proc: subprocess.Popen) -> str:
 class Client:
     """Publishers, subscribers and service clients talking to one tracker node."""
 
-    def __init__(self, context, ns: str = '', node: str = 'tracker_node'):
+    def __init__(self, context, ns: str = '', node: str = 'tracker_node',
+                 command_qos: QoSProfile = CLI_QOS):
         self.node = rclpy.create_node('test_client', context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         n = self.node
         self.targets, self.events, self.status = [], [], []
-        n.create_subscription(TrackedTarget, f'{ns}target', self.targets.append, 50)
-        n.create_subscription(TrackEvent, f'{ns}events', self.events.append, 100)
-        n.create_subscription(TrackerStatus, f'{ns}status', self.status.append, 10)
-        self.image = n.create_publisher(Image, f'{ns}image', 10)
-        self.compressed = n.create_publisher(CompressedImage, f'{ns}image/compressed', 10)
-        self.command = n.create_publisher(
-            String, f'{ns}command',
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.init_box = n.create_publisher(PolygonStamped, f'{ns}init_box', 10)
+        n.create_subscription(TrackedTarget, f'{ns}target', self.targets.append, CLI_QOS)
+        n.create_subscription(TrackEvent, f'{ns}events', self.events.append, CLI_QOS)
+        n.create_subscription(TrackerStatus, f'{ns}status', self.status.append, CLI_QOS)
+        self.image = n.create_publisher(Image, f'{ns}image', CLI_QOS)
+        self.compressed = n.create_publisher(CompressedImage, f'{ns}image/compressed', CLI_QOS)
+        self.command = n.create_publisher(String, f'{ns}command', command_qos)
+        self.init_box = n.create_publisher(PolygonStamped, f'{ns}init_box', CLI_QOS)
         self.srv = {name: n.create_client(kind, f'{ns}{node}/{name}') for name, kind in (
             ('set_parameters', SetParameters), ('get_parameters', GetParameters),
             ('list_parameters', ListParameters), ('describe_parameters', DescribeParameters),
-            ('reset', Trigger))}
+            ('reset', Trigger), ('get_state', GetState), ('change_state', ChangeState))}
         self.stamp = 1000
 
     def close(self) -> None:
@@ -159,13 +170,31 @@ def nodes(tmp_path_factory):
     missing = tmp_path_factory.mktemp('w') / 'nowhere' / 'weights.safetensors'
     # The main node runs the plain joint model (its random weights never pass the recovery's
     # acceptance threshold); the compressed one keeps the default lost/re-found handling on.
-    procs = {'main': start_node('-p', 'recovery.enabled:=false'),
+    plain = ('-p', 'recovery.enabled:=false')
+    procs = {'main': start_node(*plain),
              'compressed': start_node('-p', 'image_transport:=compressed', '-r', '__ns:=/cam2'),
-             'no_weights': start_node('-p', f'tracker.weights:={missing}')}
+             'no_weights': start_node('-p', f'tracker.weights:={missing}'),
+             # driven by a lifecycle manager, latching its command topic
+             'managed': start_node(*plain, '-p', 'autostart:=false', '-p',
+                                   'command_durability:=transient_local', '-r',
+                                   '__ns:=/managed'),
+             # two cameras, as `ros2 launch ... namespace:=cam_left` twice makes them
+             'cam_left': start_node(*plain, '-r', '__ns:=/cam_left'),
+             'cam_right': start_node(*plain, '-r', '__ns:=/cam_right')}
     procs['no_weights'].missing = missing
     yield procs
     for proc in procs.values():
         stop_node(proc)
+
+
+def wait_up(c: 'Client', proc: subprocess.Popen, ns: str = '') -> None:
+    """Wait until the node under ``ns`` subscribes to images and commands and publishes."""
+    up = c.spin_until(lambda: proc.poll() is not None or (
+        c.node.count_subscribers(f'{ns}image') > 0 and c.command.get_subscription_count() > 0
+        and c.node.count_publishers(f'{ns}target') > 0), 60.0)
+    if proc.poll() is not None or not up:
+        pytest.fail(f'tracker_node {ns} did not come up:\n{stop_node(proc)}')
+    c.spin_for(0.5)  # let both sides finish matching
 
 
 @pytest.fixture(scope='module')
@@ -173,18 +202,33 @@ def client(context, nodes):
     proc = nodes['main']
     c = Client(context)
     try:
-        up = c.spin_until(lambda: proc.poll() is not None or (
-            c.node.count_subscribers('image') > 0 and c.node.count_publishers('target') > 0),
-            60.0)
-        if proc.poll() is not None or not up:
-            pytest.fail(f'tracker_node did not come up:\n{stop_node(proc)}')
-        c.spin_for(0.5)  # let both sides finish matching
+        wait_up(c, proc)
         yield c
     finally:
         c.close()
         out = stop_node(proc)
     assert proc.returncode == 0, out
     assert 'Traceback' not in out, out
+
+
+def test_command_from_a_default_qos_publisher_is_accepted_within_a_second(context, client):
+    # a publisher of its own, created now, as `ros2 topic pub --once /command ...` does: it
+    # waits for a matching subscription, then publishes once
+    node = rclpy.create_node('topic_pub', context=context)
+    try:
+        pub = node.create_publisher(String, 'command', CLI_QOS)
+        assert client.spin_until(lambda: pub.get_subscription_count() > 0, 10.0), \
+            'the node refuses a default-QoS command publisher'
+        seen = len(client.events)
+        t0 = time.monotonic()
+        pub.publish(String(data='the red square'))
+        assert client.spin_until(lambda: any(e.kind == TrackEvent.COMMAND_ACCEPTED
+                                             for e in client.events[seen:]), 1.0)
+        assert time.monotonic() - t0 < 1.0
+        ev = next(e for e in client.events[seen:] if e.kind == TrackEvent.COMMAND_ACCEPTED)
+        assert ev.phrase == 'the red square'
+    finally:
+        node.destroy_node()
 
 
 def test_command_then_images_give_targets_with_the_image_header(client):
@@ -390,3 +434,88 @@ def test_missing_weights_fail_at_start_with_one_line(nodes):
     assert 'Traceback' not in out, out
     last = out.strip().splitlines()[-1]
     assert str(missing) in last and last.startswith('tracker_node:'), out
+
+
+def test_lifecycle_manager_drives_the_node_and_gets_a_latched_command(context, nodes):
+    # what `ros2 lifecycle set /managed/tracker_node configure` etc. call, and a front-end that
+    # latches its last command (transient local) before the node is even configured
+    proc = nodes['managed']
+    c = Client(context, ns='/managed/', command_qos=LATCHED_QOS)
+    volatile = c.node.create_publisher(String, '/managed/command', CLI_QOS)
+    try:
+        c.command.publish(String(data='the red square'))
+
+        def state():
+            return c.call('get_state', GetState.Request()).current_state.id
+
+        def change(transition):
+            req = ChangeState.Request(transition=Transition(id=transition))
+            return c.call('change_state', req).success
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert c.node.count_subscribers('/managed/image') == 0    # nothing before configure
+        assert change(Transition.TRANSITION_CONFIGURE)
+        assert state() == State.PRIMARY_STATE_INACTIVE
+        assert not c.events     # the latched command waits for activation
+        assert change(Transition.TRANSITION_ACTIVATE)
+        assert state() == State.PRIMARY_STATE_ACTIVE
+        assert c.spin_until(lambda: any(e.kind == TrackEvent.COMMAND_ACCEPTED
+                                        for e in c.events), 10.0)
+        assert c.events[-1].phrase == 'the red square'
+        # the trade-off of latching: a volatile publisher does not match
+        assert volatile.get_subscription_count() == 0
+        c.stream(3)
+        assert c.spin_until(lambda: len(c.targets) >= 1)
+        assert change(Transition.TRANSITION_DEACTIVATE)
+        assert state() == State.PRIMARY_STATE_INACTIVE
+        c.spin_for(0.3)
+        start = len(c.targets)
+        c.stream(3)
+        c.spin_for(0.5)
+        assert len(c.targets) == start      # inactive: frames are not processed
+        assert change(Transition.TRANSITION_CLEANUP)
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert c.spin_until(lambda: c.node.count_subscribers('/managed/image') == 0, 5.0)
+        assert change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+        assert state() == State.PRIMARY_STATE_FINALIZED
+    finally:
+        c.close()
+        out = stop_node(proc)
+    assert 'Traceback' not in out, out
+
+
+def test_two_cameras_in_two_namespaces_answer_independently(context, nodes):
+    left = Client(context, ns='/cam_left/')
+    right = Client(context, ns='/cam_right/')
+    try:
+        wait_up(left, nodes['cam_left'], '/cam_left/')
+        wait_up(right, nodes['cam_right'], '/cam_right/')
+        a = left.send('the red square')
+        right.spin_for(0.3)
+        assert a.kind == TrackEvent.COMMAND_ACCEPTED and not right.events
+        b = right.send('the grey background')
+        assert b.kind == TrackEvent.COMMAND_ACCEPTED and b.phrase == 'the grey background'
+        assert all(e.phrase == 'the red square' for e in left.events)
+        for c in (left, right):
+            c.stream(4)
+        assert left.spin_until(lambda: len(left.targets) >= 2)
+        assert right.spin_until(lambda: len(right.targets) >= 2)
+        assert {(t.track_id, t.phrase) for t in left.targets} == {(a.track_id, 'the red square')}
+        assert {(t.track_id, t.phrase) for t in right.targets} == \
+            {(b.track_id, 'the grey background')}
+        assert left.targets[-1].has_box and right.targets[-1].has_box
+        # stopping one camera's track leaves the other one tracking
+        assert left.send('').kind == TrackEvent.STOPPED
+        start_l, start_r = len(left.targets), len(right.targets)
+        for c in (left, right):
+            c.stream(3)
+        assert left.spin_until(lambda: len(left.targets) > start_l)
+        assert right.spin_until(lambda: len(right.targets) > start_r)
+        assert left.targets[-1].state == TrackedTarget.STATE_IDLE
+        assert right.targets[-1].state == TrackedTarget.STATE_TRACKING
+        assert not any(e.kind == TrackEvent.STOPPED for e in right.events)
+    finally:
+        left.close()
+        right.close()
+        for name in ('cam_left', 'cam_right'):
+            out = stop_node(nodes[name])
+            assert 'Traceback' not in out, out

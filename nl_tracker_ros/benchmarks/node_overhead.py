@@ -192,12 +192,12 @@ def measure_latency(seconds: float, model_ms: float, rate: float,
     """Part 2: stamp -> box latency and node RSS with a slow model, across processes."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
     from nl_tracker_ros.msg import TrackedTarget, TrackerStatus
-    from nl_tracker_ros.ros.qos import RESULT_QOS
+    from nl_tracker_ros.ros.qos import RESULT_QOS, command_qos
 
     env = dict(os.environ, ROS_DOMAIN_ID=os.environ.get('ROS_DOMAIN_ID',
                                                         str(100 + os.getpid() % 30)))
@@ -221,8 +221,7 @@ def measure_latency(seconds: float, model_ms: float, rate: float,
         ex.add_node(node)
         images = node.create_publisher(
             Image, 'image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-        command = node.create_publisher(
-            String, 'command', QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        command = node.create_publisher(String, 'command', command_qos())
         node.create_subscription(
             TrackedTarget, 'target',
             lambda m: latencies.append(time.time() - m.header.stamp.sec
@@ -230,7 +229,8 @@ def measure_latency(seconds: float, model_ms: float, rate: float,
         node.create_subscription(TrackerStatus, 'status', status.append, RESULT_QOS)
         t_end = time.monotonic() + 120
         while time.monotonic() < t_end and proc.poll() is None and not (
-                node.count_subscribers('image') and node.count_publishers('target')):
+                node.count_subscribers('image') and node.count_publishers('target')
+                and command.get_subscription_count()):
             ex.spin_once(timeout_sec=0.1)
         if proc.poll() is not None or not node.count_subscribers('image'):
             raise SystemExit('node_overhead: tracker_node did not start')

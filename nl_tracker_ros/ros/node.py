@@ -2,7 +2,8 @@
 
 Topics (relative names, remap them):
   in   image             sensor_msgs/Image (or image/compressed, sensor_msgs/CompressedImage)
-  in   command           std_msgs/String, reliable + transient local; '' or blanks = stop
+  in   command           std_msgs/String, reliable + volatile (``command_durability``);
+                         '' or blanks = stop
   in   init_box          geometry_msgs/PolygonStamped: the box is the points' bounding rectangle
                          in image pixels; restarts the current phrase from that box
   out  target            nl_tracker_ros/TrackedTarget, one per processed frame, image header
@@ -46,7 +47,7 @@ from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
 from nl_tracker_ros.ros import image as imconv
 from nl_tracker_ros.ros.convert import event_msg, stamp_to_sec, target_msg
 from nl_tracker_ros.ros.params import ParamSpec, configs_from_values, node_specs
-from nl_tracker_ros.ros.qos import COMMAND_QOS, EVENT_QOS, RESULT_QOS, image_qos
+from nl_tracker_ros.ros.qos import EVENT_QOS, RESULT_QOS, command_qos, image_qos
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackState
 
 NODE_NAME = 'tracker_node'
@@ -181,7 +182,8 @@ class TrackerNode(LifecycleNode):
             self.create_subscription(CompressedImage if compressed else Image, self._image_topic,
                                      self._on_image, image_qos(self.config.image_qos),
                                      callback_group=group),
-            self.create_subscription(String, 'command', self._on_command, COMMAND_QOS,
+            self.create_subscription(String, 'command', self._on_command,
+                                     command_qos(self.config.command_durability),
                                      callback_group=group),
             self.create_subscription(PolygonStamped, 'init_box', self._on_init_box, RESULT_QOS,
                                      callback_group=group),
@@ -274,8 +276,8 @@ class TrackerNode(LifecycleNode):
         return response
 
     def _enqueue(self, item: tuple) -> None:
-        # Queued even while inactive: the transient-local command arrives on configure and is
-        # applied once the node is activated.
+        # Queued even while inactive: a command that arrives between configure and activate
+        # (a latched one, with command_durability transient_local) is applied on activation.
         with self._cond:
             self._commands.append(item)
             self._cond.notify()

@@ -33,6 +33,12 @@ class NodeConfig:
     image_qos: Literal['sensor_data', 'reliable'] = dataclasses.field(
         default='sensor_data', metadata={'help': "image subscription QoS: 'sensor_data' (best "
                                                  "effort, depth 1) or 'reliable' (depth 1)"})
+    command_durability: Literal['volatile', 'transient_local'] = dataclasses.field(
+        default='volatile', metadata={'help': "command subscription durability: 'volatile' "
+                                              "accepts every publisher (ros2 topic pub, most "
+                                              "nodes); 'transient_local' also gets a latched "
+                                              "publisher's last command when this node starts "
+                                              "later, but refuses volatile publishers"})
     status_period: float = dataclasses.field(
         default=1.0, metadata={'help': 'seconds between TrackerStatus messages (> 0)'})
     publish_debug_image: bool = dataclasses.field(

@@ -1,9 +1,9 @@
 """Replay a recorded sequence through a running tracker node and collect its answers.
 
 The player publishes the frames of a bag (``nl_tracker_ros.bags.read_sequence``) on ``image``
-with their recorded header stamps, the command on ``command`` (reliable, transient local) and,
-unless disabled, the frame stamps on ``/clock`` so a node started with ``use_sim_time`` sees the
-recorded time. It records ``target`` and ``events`` and matches them to frames by header stamp.
+with their recorded header stamps, the command on ``command`` (reliable, volatile, as
+``ros2 topic pub`` sends it) and, unless disabled, the frame stamps on ``/clock`` so a node
+started with ``use_sim_time`` sees the recorded time. It records ``target`` and ``events`` and matches them to frames by header stamp.
 
 Modes:
 
@@ -40,7 +40,7 @@ from nl_tracker_ros.msg import TrackedTarget
 from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
 from nl_tracker_ros.ros.convert import sec_to_stamp, stamp_to_sec
 from nl_tracker_ros.ros.image import rgb_to_raw
-from nl_tracker_ros.ros.qos import COMMAND_QOS
+from nl_tracker_ros.ros.qos import command_qos
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState
 
 IMAGE_OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
@@ -91,7 +91,7 @@ class Player:
         n.create_subscription(TrackedTarget, 'target', self._on_target, ANSWER_QOS)
         n.create_subscription(TrackEventMsg, 'events', self.events.append, ANSWER_QOS)
         self.image_pub = n.create_publisher(Image, 'image', IMAGE_OUT_QOS)
-        self.command_pub = n.create_publisher(String, 'command', COMMAND_QOS)
+        self.command_pub = n.create_publisher(String, 'command', command_qos())
         self.clock_pub = n.create_publisher(Clock, '/clock', 10) if config.publish_clock \
             else None
 
