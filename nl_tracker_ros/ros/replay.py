@@ -3,7 +3,8 @@
 The player publishes the frames of a bag (``nl_tracker_ros.bags.read_sequence``) on ``image``
 with their recorded header stamps, the command on ``command`` (reliable, volatile, as
 ``ros2 topic pub`` sends it) and, unless disabled, the frame stamps on ``/clock`` so a node
-started with ``use_sim_time`` sees the recorded time. It records ``target`` and ``events`` and matches them to frames by header stamp.
+started with ``use_sim_time`` sees the recorded time. It records ``target`` and ``events`` and
+matches them to frames by header stamp.
 
 Modes:
 
