@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from nl_tracker_ros.errors import TrackerError
@@ -28,15 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BROKEN_PIPE = 141   # what a shell reports for a tool ended by SIGPIPE (128 + 13)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one subcommand; its TrackerError becomes one line on stderr and status 2."""
     try:
-        return int(args._module.run(args) or 0)
-    except TrackerError as exc:
-        print(f'nl-tracker {args.command}: {exc}', file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+        try:
+            return int(args._module.run(args) or 0)
+        except TrackerError as exc:
+            print(f'nl-tracker {args.command}: {exc}', file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`nl-tracker ... | head`): stop quietly, as Unix tools do, and
+        # keep the interpreter from complaining when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 if __name__ == '__main__':

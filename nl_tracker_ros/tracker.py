@@ -28,6 +28,7 @@ from nl_tracker_ros.boxes import validate_box_xywh
 from nl_tracker_ros.errors import ConfigError, InputError
 from nl_tracker_ros.model.jointnlt import head_confidence
 from nl_tracker_ros.text import TextTokenizer
+from nl_tracker_ros.threads import apply_threads
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,14 @@ class TrackerConfig:
 
     preset: str = 'jointnlt-compact'  # model preset (nl_tracker_ros.model.config.get_preset)
     # safetensors or official checkpoint; '' = the weights shipped for the preset
-    # (nl_tracker_ros/weights/<preset>.safetensors), else random weights
+    # (nl_tracker_ros/weights/<preset>.safetensors); a preset without them is refused
     weights: str = ''
+    # tests and benchmarks only: run a preset that has no weights on random ones
+    random_weights: bool = False
     device: str = 'auto'              # 'auto' = cuda if available, else cpu
+    # CPU threads for torch and OpenCV; 0 = automatic (nl_tracker_ros.threads: 1 for the
+    # compact model or on a GPU, up to 4 cores for the base model)
+    threads: int = 0
     precision: Literal['fp32', 'fp16', 'bf16'] = 'fp32'  # autocast inside the model steps
     compile: bool = False             # torch.compile the per-frame model parts
     vocab_path: str = ''              # WordPiece vocabulary; '' = the bundled uncased one
@@ -58,6 +64,9 @@ class TrackerConfig:
     def __post_init__(self):
         if not self.preset:
             raise ConfigError('tracker.preset: expected a preset name, got an empty string')
+        if self.threads < 0:
+            raise ConfigError(f'tracker.threads: expected 0 (automatic) or more, '
+                              f'got {self.threads}')
         if self.min_box_px < 1:
             raise ConfigError(f'tracker.min_box_px: expected >= 1, got {self.min_box_px}')
         for name, allowed in (('precision', ('fp32', 'fp16', 'bf16')), ('pad', ('zero', 'mean')),
@@ -124,6 +133,7 @@ class Tracker:
         self.device = device
         self.tokenizer = tokenizer
         self.recovery = recovery
+        self.threads = torch.get_num_threads()   # CPU threads in use (build_tracker sets them)
         self._next_id = 1
         self.track_id = 0
         self._sampler = 'official' if config.geometry == 'official' else 'warp'
@@ -412,8 +422,8 @@ def build_tracker(config: TrackerConfig, device: str | None = None,
     """Build the model of ``config.preset``, load its weights and wrap it in a Tracker.
 
     ``device`` overrides ``config.device``. Empty ``config.weights`` loads the weights shipped
-    for the preset if there are any (``jointnlt-compact``), else leaves random weights (tests
-    and plumbing only; logged as a warning).
+    for the preset (``jointnlt-compact``); a preset without them raises ConfigError, unless
+    ``config.random_weights`` (tests and benchmarks) allows random ones.
     """
     from nl_tracker_ros.model import checkpoint
     from nl_tracker_ros.model.config import get_preset
@@ -421,14 +431,17 @@ def build_tracker(config: TrackerConfig, device: str | None = None,
 
     dev = resolve_device(device or config.device)
     model_config = get_preset(config.preset)
-    model = build_model(model_config)
     weights = config.weights or checkpoint.shipped_weights(config.preset)
+    if not weights and not config.random_weights:
+        raise ConfigError(missing_weights_message(config.preset))
+    apply_threads(config.threads, config.preset, dev.type)
+    model = build_model(model_config)
     if weights:
         fmt = checkpoint.load_weights(model, weights, model_config)
         log.info('tracker: loaded %s weights from %s', fmt, weights)
     else:
-        log.warning('tracker: preset %s has no weights file; running with random weights',
-                    config.preset)
+        log.warning('tracker: preset %s runs on random weights (tracker.random_weights: for '
+                    'tests only)', config.preset)
     model.to(dev).eval()
     model.set_precision(config.precision)
     if config.compile:
@@ -436,3 +449,12 @@ def build_tracker(config: TrackerConfig, device: str | None = None,
     vocab = config.vocab_path or getattr(model_config, 'vocab_path', '') or None
     tokenizer = TextTokenizer(vocab, max_len=model_config.max_text_len)
     return Tracker(model, model_config, config, dev, tokenizer, recovery)
+
+
+def missing_weights_message(preset: str) -> str:
+    """The one line that refuses ``preset`` when it has no weights to load."""
+    hint = ' (the official JointNLT checkpoint, e.g. JointNLT_ep0300.pth.tar)' \
+        if preset == 'jointnlt-base' else ''
+    return (f'tracker.preset {preset}: no weights ship with this preset; set tracker.weights '
+            f'(--weights) to a checkpoint{hint}; random weights are for tests only '
+            f'(tracker.random_weights: true)')

@@ -16,8 +16,9 @@ class FakeTracker:
     """Answers from a script: one (box or None, state[, candidate]) per update call; records
     its calls."""
 
-    def __init__(self, script, reject_text=None, bad_frames=()):
+    def __init__(self, script, reject_text=None, bad_frames=(), acquire=False):
         self.script = list(script)
+        self.acquire = acquire             # ACQUIRED with the first held box, as trackers do
         self.reject_text = reject_text
         self.bad_frames = set(bad_frames)   # stamps (frame indices at fps 1) it rejects
         self.commands, self.updates, self.resets = [], [], 0
@@ -28,6 +29,7 @@ class FakeTracker:
     def set_command(self, text, stamp, box_xywh=None):
         self.commands.append((text, stamp, box_xywh))
         self.k = 0
+        self.acquired = False
         if text == self.reject_text:
             return (TrackEvent(EventKind.COMMAND_REJECTED, stamp, 1, reason='too vague'),)
         return (TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, 1),)
@@ -40,6 +42,9 @@ class FakeTracker:
         box, state, *candidate = self.script[self.k % len(self.script)]
         self.k += 1
         events = (TrackEvent(EventKind.LOST, stamp, 1),) if state == S.LOST else ()
+        if self.acquire and box is not None and state == S.TRACKING and not self.acquired:
+            self.acquired = True
+            events = (TrackEvent(EventKind.ACQUIRED, stamp, 1, box_xywh=box),)
         return TrackResult(stamp=stamp, track_id=1, text='', state=state, box_xywh=box,
                            score=0.9 if box else 0.1, events=events,
                            candidate_xywh=candidate[0] if candidate else None,
@@ -224,7 +229,8 @@ def test_eval_config_validates():
 
 def test_real_tiny_tracker_runs_through_the_runner(tmp_path):
     trk = pytest.importorskip('nl_tracker_ros.tracker')
-    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny',
+                                                  random_weights=True), 'cpu')
     seq = make_sequence(tmp_path, n=5, size=(96, 128))
     run = ev.run_sequence(tracker, seq, CFG)
     assert run.drop_reasons == {}
@@ -303,7 +309,7 @@ def test_track_command_on_image_folder(tmp_path, monkeypatch, capsys):
     made = []
 
     def factory(on):
-        made.append((on, FakeTracker(script)))
+        made.append((on, FakeTracker(script, acquire=True)))
         return made[-1][1]
 
     rc = _cli(['track', str(tmp_path / 'clip'), '--text', 'the grey box', '--box', '1,2,3,4',
@@ -315,6 +321,75 @@ def test_track_command_on_image_folder(tmp_path, monkeypatch, capsys):
     assert (tmp_path / 'o' / 'clip_overlay.mp4').is_file()
     out = capsys.readouterr().out
     assert 'LOST' in out and '4/4 frames tracked' in out
+    assert 'target acquired at frame 0, held on 3 of 4 frames' in out
+    assert 'events: COMMAND_ACCEPTED 1, ACQUIRED 1, LOST 1' in out
+
+
+def test_track_command_says_when_the_target_was_never_acquired(tmp_path, monkeypatch, capsys):
+    make_sequence(tmp_path, 'clip', n=3)
+    rc = _cli(['track', str(tmp_path / 'clip'), '--text', 'the grey box', '--no-video',
+               '--no-progress', '--out', str(tmp_path / 'o')], monkeypatch,
+              lambda on: FakeTracker([(None, S.GROUNDING)]))
+    from nl_tracker_ros.commands.track import NEVER_ACQUIRED
+    assert rc == NEVER_ACQUIRED == 3
+    captured = capsys.readouterr()
+    assert 'target never acquired' in captured.out and '3/3 frames tracked' in captured.out
+    err = captured.err.strip().splitlines()
+    assert err == ['nl-tracker track: the target was never acquired: "the grey box" matched '
+                   'nothing in 3 frames']
+
+
+def test_track_command_scores_a_bag_with_ground_truth(tmp_path, monkeypatch, capsys):
+    bags = pytest.importorskip('nl_tracker_ros.bags')
+    pytest.importorskip('nl_tracker_ros.datasets')
+    write_lasot(tmp_path / 'data', 'clip', 4)
+    from nl_tracker_ros.datasets import read_dataset
+    bags.write_bag(read_dataset(tmp_path / 'data')[0][0], tmp_path / 'clip_bag')
+    rc = _cli(['track', str(tmp_path / 'clip_bag'), '--no-video', '--no-progress',
+               '--out', str(tmp_path / 'o')], monkeypatch,
+              lambda on: FakeTracker([GOOD], acquire=True))
+    assert rc == 0
+    out = capsys.readouterr().out
+    # a perfect box succeeds on 20 of the 21 thresholds (IoU strictly above each)
+    assert 'score against the recorded ground truth: success AUC 95.2, precision@20 100.0' \
+        in out
+
+
+def test_track_command_checks_the_box_against_the_first_frame_before_any_model_work(
+        tmp_path, monkeypatch):
+    make_sequence(tmp_path, 'clip', n=2, size=(40, 60))
+
+    def no_model(on):
+        raise AssertionError('the model was built for a box outside the frame')
+    with pytest.raises(InputError, match=r'^--box: \(50, 30, 20, 20\) extends outside the '
+                                         r'60x40 image$'):
+        _cli(['track', str(tmp_path / 'clip'), '--text', 'the grey box', '--box',
+              '50,30,20,20'], monkeypatch, no_model)
+
+
+@pytest.mark.parametrize('box, why', [
+    ('nan,1,2,3', 'expected finite numbers'), ('1,2,0,3', 'expected positive width and height'),
+    ('1,2,-4,3', 'expected positive width and height'), ('-1,2,4,3', 'non-negative top-left'),
+    ('1,2,3', 'expected 4 numbers'), ('a,b,c,d', "expected numbers, got 'a,b,c,d'")])
+def test_track_command_refuses_a_bad_box_when_parsing(tmp_path, capsys, box, why):
+    from nl_tracker_ros.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(['track', str(tmp_path), '--text', 'x', f'--box={box}'])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith('nl-tracker track: error: argument --box: ') and why in last
+    assert last.count('--box') == 1
+
+
+def test_a_preset_without_weights_is_refused_in_one_line(tmp_path, capsys):
+    from nl_tracker_ros.cli import main
+    make_sequence(tmp_path, 'clip', n=2)
+    assert main(['track', str(tmp_path / 'clip'), '--text', 'x', '--preset', 'jointnlt-base',
+                 '--device', 'cpu', '--no-video']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('nl-tracker track: tracker.preset jointnlt-base: '
+                                               'no weights ship with this preset')
+    assert 'tracker.random_weights' in err[0] and 'JointNLT_ep0300.pth.tar' in err[0]
 
 
 def test_bag_and_folder_of_the_same_sequence_score_the_same(tmp_path, monkeypatch):

@@ -51,7 +51,8 @@ def test_distractors_say_how_much_of_each_is_hidden():
 
 @pytest.fixture(scope='module')
 def samples():
-    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny',
+                                                  random_weights=True), 'cpu')
     cfg = FitConfig(scenes=2, seed=4, preset='heldout', frames_per_scene=6, global_share=0.5)
     return collect(tracker, cfg)
 
@@ -74,7 +75,8 @@ def test_collect_gives_features_and_boxes_in_the_input_frame(samples):
 
 
 def test_wrong_template_scenes_start_on_a_distractor():
-    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny',
+                                                  random_weights=True), 'cpu')
     starts, real = [], tracker.set_command
 
     def spy(text, stamp, box_xywh=None, **kw):
@@ -97,7 +99,8 @@ def test_wrong_template_scenes_start_on_a_distractor():
 
 def test_unmatched_samples_ground_a_description_that_fits_no_object(monkeypatch):
     from nl_tracker_ros.scenes import grammar
-    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny',
+                                                  random_weights=True), 'cpu')
     said, ran = [], []
     real_unmatched = grammar.unmatched
 
@@ -201,7 +204,8 @@ def test_shipped_switch_goes_with_the_shipped_model_only(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, 'SHIPPED_DIR', tmp_path)
     save_weights(tmp_path / 'jointnlt-tiny.switch.safetensors',
                  *build_modules(RecoveryConfig(), dim, dim))
-    shipped = build_tracker_with_recovery(trk.TrackerConfig(preset='jointnlt-tiny'),
+    shipped = build_tracker_with_recovery(trk.TrackerConfig(preset='jointnlt-tiny',
+                                                            random_weights=True),
                                           RecoveryConfig(), 'cpu')
     assert shipped.recovery.recovery.uses_switch
     assert shipped.recovery.kinds is None        # no kind classifier in this install: off

@@ -21,7 +21,8 @@ def tracker():
                                                    search_timeout_s=0.3))
     mc = get_preset('jointnlt-tiny')
     policy = build_policy(cfg, mc.dim, mc.dim, 'cpu', random_init=True)
-    return trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu', recovery=policy)
+    return trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny',
+                                               random_weights=True), 'cpu', recovery=policy)
 
 
 def frames(n, seed=0):

@@ -39,7 +39,8 @@ from nl_tracker_ros.msg import TrackedTarget, TrackerStatus, TrackEvent  # noqa:
 
 DOMAIN = 20 + os.getpid() % 80
 H, W = 120, 160
-BASE_ARGS = ['-p', 'tracker.preset:=jointnlt-tiny', '-p', 'tracker.device:=cpu',
+BASE_ARGS = ['-p', 'tracker.preset:=jointnlt-tiny', '-p', 'tracker.random_weights:=true',
+             '-p', 'tracker.device:=cpu',
              '-p', 'status_period:=0.2', '-p', 'warn_period:=0.0']
 
 

@@ -231,6 +231,50 @@ def test_corrupt_weights_fail_configure_naming_the_file(context, tmp_path):
         node.destroy_node()
 
 
+def test_a_preset_without_weights_fails_configure_in_one_line(context):
+    from rclpy.parameter import Parameter
+    overrides = [Parameter('tracker.preset', value='jointnlt-tiny'),
+                 Parameter('tracker.device', value='cpu')]
+    node = node_mod.TrackerNode(context=context, parameter_overrides=overrides)
+    try:
+        node.trigger_configure()
+        assert node.tracker is None
+        assert node.configure_error.startswith('tracker.preset jointnlt-tiny: no weights ship '
+                                               'with this preset; set tracker.weights')
+        assert 'tracker.random_weights: true' in node.configure_error
+        assert '\n' not in node.configure_error
+    finally:
+        node.destroy_node()
+
+
+def test_status_reports_the_threads_in_use(context):
+    from rclpy.parameter import Parameter
+    overrides = [Parameter('tracker.preset', value='jointnlt-tiny'),
+                 Parameter('tracker.random_weights', value=True),
+                 Parameter('tracker.device', value='cpu'), Parameter('tracker.threads', value=1),
+                 Parameter('recovery.enabled', value=False),
+                 Parameter('status_period', value=0.05)]
+    node = node_mod.TrackerNode(context=context, parameter_overrides=overrides)
+    got = []
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        sub = rclpy.create_node('status_reader', context=context)
+        sub.create_subscription(node_mod.TrackerStatus, 'status', got.append, 10)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.add_node(sub)
+        end = time.monotonic() + 10
+        while not got and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert got and got[-1].threads == 1 and got[-1].device == 'cpu'
+        executor.shutdown()
+        sub.destroy_node()
+    finally:
+        node._teardown()
+        node.destroy_node()
+
+
 def test_prefers_a_fresh_frame_only_when_the_next_is_due_soon(context):
     node = node_mod.TrackerNode(context=context)
     try:

@@ -64,7 +64,7 @@ class FakeModel(torch.nn.Module):
 
 def _fake_tracker(recovery=None, **kw):
     model = FakeModel(**kw)
-    cfg = trk.TrackerConfig(preset='jointnlt-tiny')
+    cfg = trk.TrackerConfig(preset='jointnlt-tiny', random_weights=True)
     return trk.Tracker(model, MC, cfg, torch.device('cpu'), TextTokenizer(), recovery), model
 
 
@@ -127,7 +127,7 @@ def test_search_region_follows_the_last_box_and_temporal_chains():
 
 def test_official_geometry_maps_back_around_the_unrounded_centre():
     model = FakeModel()
-    cfg = trk.TrackerConfig(preset='jointnlt-tiny', geometry='official')
+    cfg = trk.TrackerConfig(preset='jointnlt-tiny', geometry='official', random_weights=True)
     tr = trk.Tracker(model, MC, cfg, torch.device('cpu'), TextTokenizer())
     tr.set_command('a dog', 0.0, box_xywh=(300.3, 200.6, 41.0, 33.0))
     im = _frame(480, 640)
@@ -298,7 +298,7 @@ def test_config_and_device_validation():
 @pytest.fixture(scope='module')
 def tiny():
     torch.manual_seed(0)
-    return trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny'), 'cpu')
+    return trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny', random_weights=True), 'cpu')
 
 
 def test_tiny_model_tracks_with_finite_boxes_inside_the_frame(tiny):
@@ -328,7 +328,7 @@ def test_tiny_weights_round_trip_and_wrong_architecture(tiny, tmp_path):
     state.pop(next(iter(state)))
     state['other.weight'] = torch.zeros(2)
     save_file(state, str(tmp_path / 'other.safetensors'))
-    bad = dataclasses.replace(trk.TrackerConfig(preset='jointnlt-tiny'),
+    bad = dataclasses.replace(trk.TrackerConfig(preset='jointnlt-tiny', random_weights=True),
                               weights=str(tmp_path / 'other.safetensors'))
     with pytest.raises(CheckpointError, match='other.weight'):
         trk.build_tracker(bad, 'cpu')

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         pair = []
         for _ in range(2):
             torch.manual_seed(0)        # same random weights when no file is given
-            pair.append(build_tracker(TrackerConfig(preset=args.preset, weights=args.weights),
+            pair.append(build_tracker(TrackerConfig(preset=args.preset, weights=args.weights,
+                                                    random_weights=not args.weights),
                                       args.device))
         config = ev.EvalConfig(prefetch=args.prefetch)
         results = [measure(*pair, seq, config, tmp / f'res{k}') for k in range(args.repeats)]

@@ -75,12 +75,12 @@ def run(preset: str, device: str = 'cpu', precision: str = 'fp32', compile: bool
     from nl_tracker_ros.model.checkpoint import load_weights
     from nl_tracker_ros.model.config import get_preset
     from nl_tracker_ros.model.jointnlt import build_model
+    from nl_tracker_ros.threads import apply_threads
 
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ConfigError(f'device {device}: CUDA is not available on this machine')
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads or 0, preset, dev.type)
     cfg = get_preset(preset)
     if weights is None:  # random weights: do not read backbone files for a timing run
         cfg = dataclasses.replace(cfg, vision_weights='', text_weights='')

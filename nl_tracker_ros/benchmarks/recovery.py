@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_model:
         try:
             from nl_tracker_ros.tracker import TrackerConfig, build_tracker
-            tracker = build_tracker(TrackerConfig(preset=args.preset), 'cpu')
+            tracker = build_tracker(TrackerConfig(preset=args.preset, random_weights=True),
+                                    'cpu')
             tracker.set_command('the person in the red jacket', 0.0)
         except Exception as exc:  # the model is optional here; say why it is skipped
             print(f'model grounding skipped: {exc}')

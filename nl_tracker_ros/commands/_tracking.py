@@ -11,7 +11,7 @@ RECOVERY_UNAVAILABLE = 'recovery not available in this build'
 
 
 def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config, --recovery-config, --preset, --weights, --device."""
+    """--config, --recovery-config, --preset, --weights, --device, --threads, --random-weights."""
     g = parser.add_argument_group('tracker')
     g.add_argument('--config', metavar='YAML',
                    help='tracker settings: a ROS params file such as config/tracker.yaml, or a '
@@ -21,6 +21,16 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--preset', help='model preset, overrides the config')
     g.add_argument('--weights', help='weights file, overrides the config')
     g.add_argument('--device', help="'cpu', 'cuda', 'cuda:1' or 'auto'")
+    add_runtime_arguments(g)
+
+
+def add_runtime_arguments(group) -> None:
+    """--threads and --random-weights, for every command that builds a tracker."""
+    group.add_argument('--threads', type=int, metavar='N',
+                       help='CPU threads for the model (default 0: automatic, 1 for the '
+                            'compact model; see README "Busy machines")')
+    group.add_argument('--random-weights', action='store_true',
+                       help='tests only: run a preset that has no weights on random ones')
 
 
 def tracker_config(args: argparse.Namespace):
@@ -35,7 +45,8 @@ def tracker_config(args: argparse.Namespace):
             cfg = read_params_file(args.config)[1]
         else:
             cfg = from_dict(TrackerConfig, data.get('tracker', data), 'tracker')
-    over = {k: getattr(args, k) for k in ('preset', 'weights', 'device')
+    over = {k: getattr(args, k) for k in ('preset', 'weights', 'device', 'threads',
+                                          'random_weights')
             if getattr(args, k, None)}
     if over:
         cfg = dataclasses.replace(cfg, **over)

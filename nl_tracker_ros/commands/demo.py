@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          'embedded compact model)')
     parser.add_argument('--weights', help='weights file (default: the shipped weights)')
     parser.add_argument('--device', help="'cpu', 'cuda' or 'auto'")
+    parser.add_argument('--threads', type=int, metavar='N',
+                        help='CPU threads for the model (default 0: automatic)')
 
 
 class _Live:
@@ -88,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     print(f'scene: "{seq.text}" - {len(seq)} frames at 640x480, target absent in '
           f'{int(seq.absent.sum())} (generated in {seconds:.1f} s, bag in {scene_dir}/bags)')
     bag = read_sequence(scene_dir / 'bags' / seq.name)
-    params = {f'tracker.{k}': getattr(args, k) for k in ('preset', 'weights', 'device')
-              if getattr(args, k)}
+    keys = ('preset', 'weights', 'device', 'threads')
+    params = {f'tracker.{k}': getattr(args, k) for k in keys if getattr(args, k)}
     mode = 'realtime' if args.realtime else 'deterministic'
     live = _Live(len(bag))
     config = EvalConfig()

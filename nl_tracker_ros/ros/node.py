@@ -446,7 +446,8 @@ class TrackerNode(LifecycleNode):
         msg = TrackerStatus(
             header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id),
             state=int(self._state), track_id=int(self._track_id_seen), phrase=self._phrase,
-            device=self.device, model_fps=float(len(steps) / period) if period > 0 else 0.0,
+            device=self.device, threads=int(getattr(self.tracker, 'threads', 0)),
+            model_fps=float(len(steps) / period) if period > 0 else 0.0,
             model_ms_p50=float(np.percentile(steps, 50)) if len(steps) else 0.0,
             model_ms_p95=float(np.percentile(steps, 95)) if len(steps) else 0.0,
             frames_received=stats['received'], frames_processed=stats['processed'],
