@@ -101,28 +101,46 @@ def _names(keys, limit: int = 8) -> str:
 
 
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                      extra_unexpected: list[str] = ()) -> None:
+                      extra_unexpected: list[str] = (), *, file_name=None,
+                      file_keys: int | None = None) -> None:
     """Load ``state`` into ``model``; any missing, unexpected or misshaped key -> CheckpointError.
 
     The Swin relative-position indices are derived, so their values are checked, not trusted.
+    Messages name keys the way the file does: ``file_name`` maps a model key to the file's
+    name for it (renamed files); ``extra_unexpected`` are file keys that had no model name, and
+    ``file_keys`` is the number of keys in the file (default: those of ``state`` and the extra).
     """
+    named = file_name or (lambda k: k)
     own = model.state_dict()
-    missing = set(own) - set(state)
-    unexpected = (set(state) - set(own)) | set(extra_unexpected)
-    shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
+    missing = [named(k) for k in set(own) - set(state)]
+    unexpected = [named(k) for k in set(state) - set(own)] + list(extra_unexpected)
+    shapes = [f'{named(k)} {tuple(state[k].shape)} in the file vs {tuple(own[k].shape)}'
               for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
+        count = len(state) + len(extra_unexpected) if file_keys is None else file_keys
         parts = [f'{len(missing)} missing keys {_names(missing)}' if missing else '',
                  f'{len(unexpected)} unexpected keys {_names(unexpected)}' if unexpected else '',
                  f'{len(shapes)} shape mismatches {_names(shapes, 4)}' if shapes else '']
-        raise CheckpointError(f'{source}: does not match this model ({len(own)} entries, got '
-                              f'{len(state)}): ' + '; '.join(p for p in parts if p))
+        raise CheckpointError(f'{source}: does not match this model ({len(own)} entries, the '
+                              f'file has {count}): ' + '; '.join(p for p in parts if p))
     for k, v in state.items():
         if k.endswith('relative_position_index') and not own[k].is_meta and \
                 not torch.equal(v.to(own[k].device), own[k]):
-            raise CheckpointError(f'{source}: {k} differs from the Swin window index '
+            raise CheckpointError(f'{source}: {named(k)} differs from the Swin window index '
                                   f'(another window size?)')
     model.load_state_dict(state, strict=True)
+
+
+def official_name(config):
+    """Function: our key -> its official name (unchanged when no rule applies)."""
+    order = sorted(((b, a) for a, b in official_pairs(config)), key=lambda p: -len(p[0]))
+
+    def name(key: str) -> str:
+        for src, dst in order:
+            if key.startswith(src):
+                return dst + key[len(src):]
+        return key
+    return name
 
 
 class _Inert:
@@ -200,7 +218,8 @@ def load_weights(model: nn.Module, path: str | pathlib.Path, config) -> str:
         state, where = _tensor_dict(obj, path, 'the file'), 'file'
     if is_official(state):
         ours, unmatched = from_official(state, config)
-        load_state_strict(model, ours, f'official checkpoint {path}', unmatched)
+        load_state_strict(model, ours, f'official checkpoint {path}', unmatched,
+                          file_name=official_name(config), file_keys=len(state))
         return 'official'
     omitted = _omitted_prefixes(path)
     if omitted:
