@@ -18,6 +18,31 @@ from nl_tracker_ros.errors import ConfigError
 T = TypeVar('T')
 
 
+def param(default: Any, help: str, range: tuple[float, float] | None = None,
+          live: bool = False) -> Any:
+    """A config field with its help text, its allowed ``range`` (inclusive) and whether it may
+    change while the node runs: the one place a setting is described, for the ROS parameter
+    descriptors, the README table and the range checks of :func:`check_ranges`."""
+    meta = {'help': help, 'live': live}
+    if range is not None:
+        meta['range'] = range
+    if isinstance(default, (list, dict, set)):
+        raise TypeError('param(): use an immutable default')
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_ranges(obj: Any, where: str) -> None:
+    """Raise ConfigError for the first field of ``obj`` outside its ``param`` range."""
+    for f in dataclasses.fields(obj):
+        rng = f.metadata.get('range')
+        value = getattr(obj, f.name)
+        if rng is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        lo, hi = rng
+        if not lo <= value <= hi:   # NaN fails too
+            raise ConfigError(f'{where}.{f.name}: expected {lo:g} .. {hi:g}, got {value}')
+
+
 def load_yaml(path: str | pathlib.Path) -> dict:
     """Read a YAML mapping from ``path`` (safe loader: no object construction)."""
     path = pathlib.Path(path)

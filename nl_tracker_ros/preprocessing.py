@@ -69,6 +69,13 @@ class CropGeometry:
         b = np.asarray(box_norm_cxcywh, dtype=np.float64) * size
         return self.crop_to_frame(cxcywh_to_xywh(b))
 
+    @property
+    def frame_region(self) -> tuple[float, float, float, float]:
+        """(x0, y0, w, h): the part of the frame, in pixels, that the crop covers (it may stick
+        out of the frame)."""
+        return (self.offset_x, self.offset_y, self.width / self.scale_x,
+                self.height / self.scale_y)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Crop:

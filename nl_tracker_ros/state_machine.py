@@ -10,19 +10,19 @@ box of whatever ran this frame) and gets back ``(state, counters, events)``::
                           v                  |                                  v
                          GONE ---------------+--(match: ACQUIRED or REFOUND)-- GONE
 
-- Hysteresis: acquiring or re-finding needs ``accept_threshold`` (the first acquisition after a
-  command: ``acquire_threshold`` when set) on ``confirm_frames`` consecutive frames whose boxes
-  agree, then ``trial_frames`` local tracking frames of the match, none weak (a trial), before
-  ACQUIRED or REFOUND. A look-alike that the whole-frame search accepts often scores weak once
-  tracked, and then fails its trial without ever being published as held. Once tracking, only
-  ``lost_after_frames`` consecutive frames below the lower ``keep_threshold`` declare the
-  target lost (a frame whose Evidence is ``confirmed`` by an independent look is not weak). One
-  weak frame never flaps the state.
+- Hysteresis: acquiring or re-finding needs a whole-frame match of ``accept_threshold``, then
+  ``trial_frames`` local tracking frames of the match, none weak (a trial), before ACQUIRED or
+  REFOUND. A look-alike that the whole-frame search accepts often scores weak once tracked,
+  and then fails its trial without ever being published as held. Once tracking, only
+  ``lost_after_frames`` consecutive frames below the lower ``keep_threshold`` declare the target
+  lost: one weak frame never flaps the state.
 - The search centre (``Counters.box_xywh``) moves only on confident frames, never while lost.
 - Searching longer than ``search_timeout_s`` (or grounding longer than ``grounding_timeout_s``)
   emits NOT_FOUND once and goes to GONE, where the search goes on at ``gone_search_interval_s``.
 - A new command restarts at GROUNDING with a new track id (or TRACKING when a box is given); an
-  empty command stops (IDLE, STOPPED).
+  empty command stops (IDLE, STOPPED). Track ids, states and every event, the command's own
+  included, come from here, whether the lost/re-found handling is on or off (off: a
+  configuration that acquires the first grounding and is never weak).
 
 Transitions that have an :class:`EventKind` emit it with the frame stamp, a one-line reason and the
 box. LOST -> SEARCHING and REFOUND -> TRACKING follow automatically on the next frame and emit no
@@ -34,7 +34,7 @@ import dataclasses
 import enum
 import math
 
-from nl_tracker_ros.boxes import iou_xywh
+from nl_tracker_ros.config import check_ranges, param
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.track_types import HOLDING_STATES, EventKind, TrackEvent, TrackState
 
@@ -45,35 +45,26 @@ Box = tuple[float, float, float, float]
 class StateMachineConfig:
     """Thresholds of the state machine; scores are 0..1 (see Recovery for how they are made)."""
 
-    accept_threshold: float = 0.5       # score needed to acquire, re-find or jump to the target
-    keep_threshold: float = 0.3         # below this a tracking frame is weak (AdaRS switch)
-    # the first acquisition after a command (the user has just said the target is there);
-    # None: accept_threshold
-    acquire_threshold: float | None = None
-    lost_after_frames: int = 3          # consecutive weak frames before LOST
-    confirm_frames: int = 1             # consecutive agreeing matches before the trial
-    confirm_iou: float = 0.3            # IoU two consecutive matches need to count as agreeing
-    trial_frames: int = 2               # then local frames, none weak, before ACQUIRED/REFOUND
-    grounding_timeout_s: float = 3.0    # no match this long after a command: NOT_FOUND
-    search_timeout_s: float = 5.0       # searching this long after LOST: NOT_FOUND
-    gone_search_interval_s: float = 1.0  # while GONE, search the whole frame this often
+    accept_threshold: float = param(
+        0.5, 'score a whole-frame match needs to begin its trial (acquire or re-find)', (0, 1))
+    keep_threshold: float = param(
+        0.3, 'below this score a tracking frame is weak (<= accept_threshold)', (0, 1))
+    lost_after_frames: int = param(3, 'consecutive weak frames before LOST', (1, 1000))
+    trial_frames: int = param(
+        2, 'frames a match is tracked, none weak, before ACQUIRED / REFOUND (0: at once)',
+        (0, 1000))
+    grounding_timeout_s: float = param(
+        3.0, 'no match this many seconds after a command: NOT_FOUND', (0, 3600))
+    search_timeout_s: float = param(
+        5.0, 'no re-find this many seconds after LOST: NOT_FOUND', (0, 3600))
+    gone_search_interval_s: float = param(
+        1.0, 'after NOT_FOUND, search the whole frame this often (seconds)', (0, 3600))
 
     def __post_init__(self):
-        if not 0.0 <= self.keep_threshold <= self.accept_threshold <= 1.0:
-            raise ConfigError('states: expected 0 <= keep_threshold <= accept_threshold <= 1, '
+        check_ranges(self, 'recovery.states')
+        if not self.keep_threshold <= self.accept_threshold:
+            raise ConfigError('recovery.states: expected keep_threshold <= accept_threshold, '
                               f'got {self.keep_threshold} and {self.accept_threshold}')
-        if self.acquire_threshold is not None and \
-                not self.keep_threshold <= self.acquire_threshold <= 1.0:
-            raise ConfigError(f'states.acquire_threshold: expected null or keep_threshold '
-                              f'({self.keep_threshold}) .. 1, got {self.acquire_threshold}')
-        for name in ('lost_after_frames', 'confirm_frames'):
-            if getattr(self, name) < 1:
-                raise ConfigError(f'states.{name}: expected >= 1, got {getattr(self, name)}')
-        if self.trial_frames < 0:
-            raise ConfigError(f'states.trial_frames: expected >= 0, got {self.trial_frames}')
-        for name in ('grounding_timeout_s', 'search_timeout_s', 'gone_search_interval_s'):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f'states.{name}: expected >= 0, got {getattr(self, name)}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +79,6 @@ class Evidence:
     score: float = 0.0
     box_xywh: Box | None = None
     ran: bool = True
-    confirmed: bool = False   # an independent look (whole-frame grounding) agrees with the box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +88,7 @@ class Counters:
     track_id: int = 0
     text: str = ''
     weak: int = 0                     # consecutive weak frames while tracking
-    hits: int = 0                     # consecutive agreeing matches while grounding/searching
-    candidate: Box | None = None      # box of the current match streak (or trial)
+    candidate: Box | None = None      # box of the match on trial
     trial: int = 0                    # local frames the match must still pass (0: no trial)
     # frame stamp when grounding or searching began; NaN until the first frame after a
     # command, so timeouts run on the frames' clock even when the command's differs
@@ -132,22 +121,25 @@ def plan(state: TrackState, counters: Counters, stamp: float,
 
 
 def command(state: TrackState, counters: Counters, text: str, stamp: float,
-            box_xywh: Box | None = None) -> tuple[TrackState, Counters, tuple[TrackEvent, ...]]:
+            box_xywh: Box | None = None, note: str = '', stopped: str = 'empty command'
+            ) -> tuple[TrackState, Counters, tuple[TrackEvent, ...]]:
     """Start a new track for ``text`` (empty or whitespace = stop); return the new state.
 
     Every non-empty command gets a new track id. With ``box_xywh`` the target is given, so the
-    track starts in TRACKING (ACQUIRED) without grounding.
+    track starts in TRACKING (ACQUIRED) without grounding. ``note`` is added to the
+    COMMAND_ACCEPTED reason; ``stopped`` names what stopped the track.
     """
     text = text.strip()
     if not text:
-        events = ()
-        if state != TrackState.IDLE:
-            events = (TrackEvent(EventKind.STOPPED, stamp, counters.track_id,
-                                 'empty command: tracking stopped', counters.box_xywh),)
+        what = 'tracking stopped' if state != TrackState.IDLE else 'nothing was being tracked'
+        events = (TrackEvent(EventKind.STOPPED, stamp, counters.track_id, f'{stopped}: {what}',
+                             counters.box_xywh),)
         return TrackState.IDLE, Counters(track_id=counters.track_id), events
     tid = counters.track_id + 1
     new = Counters(track_id=tid, text=text)
-    events = [TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, tid, f'tracking "{text}"')]
+    reason = f'tracking "{text}"{note}' + (' from the given box' if box_xywh is not None else '')
+    events = [TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, tid, reason,
+                         None if box_xywh is None else tuple(float(v) for v in box_xywh))]
     if box_xywh is not None:
         box = tuple(float(v) for v in box_xywh)
         new = dataclasses.replace(new, box_xywh=box, acquired=True)
@@ -155,6 +147,12 @@ def command(state: TrackState, counters: Counters, text: str, stamp: float,
                                  box, 1.0))
         return TrackState.TRACKING, new, tuple(events)
     return TrackState.GROUNDING, new, tuple(events)
+
+
+def rejected(counters: Counters, stamp: float, reason: str) -> TrackEvent:
+    """The COMMAND_REJECTED event for a command or init box refused with ``reason``; the
+    current track, if any, goes on."""
+    return TrackEvent(EventKind.COMMAND_REJECTED, stamp, counters.track_id, reason)
 
 
 def step(state: TrackState, counters: Counters, evidence: Evidence, stamp: float,
@@ -186,8 +184,7 @@ def reported(state: TrackState, evidence: Evidence) -> tuple[Box | None, float]:
 def _track(c: Counters, ev: Evidence, stamp: float, cfg: StateMachineConfig):
     if not ev.ran:
         return TrackState.TRACKING, c, ()
-    # a weak score that the whole frame agrees with counts as a confident frame
-    if ev.box_xywh is not None and (ev.score >= cfg.keep_threshold or ev.confirmed):
+    if ev.box_xywh is not None and ev.score >= cfg.keep_threshold:
         box = tuple(float(v) for v in ev.box_xywh)
         return TrackState.TRACKING, dataclasses.replace(c, weak=0, box_xywh=box), ()
     weak = c.weak + 1
@@ -196,7 +193,7 @@ def _track(c: Counters, ev: Evidence, stamp: float, cfg: StateMachineConfig):
     reason = (f'score {ev.score:.2f} below {cfg.keep_threshold:.2f} '
               f'for {weak} frames')
     event = TrackEvent(EventKind.LOST, stamp, c.track_id, reason, c.box_xywh, float(ev.score))
-    new = dataclasses.replace(c, weak=0, hits=0, candidate=None, phase_start=stamp)
+    new = dataclasses.replace(c, weak=0, candidate=None, phase_start=stamp)
     return TrackState.LOST, new, (event,)
 
 
@@ -211,23 +208,11 @@ def _search(state: TrackState, c: Counters, ev: Evidence, stamp: float,
         state = TrackState.SEARCHING
     if c.trial:
         return _trial(state, c, ev, stamp, cfg)
-    if ev.ran:
-        need = cfg.accept_threshold
-        if not c.acquired and cfg.acquire_threshold is not None:
-            need = cfg.acquire_threshold
-        if ev.box_xywh is not None and ev.score >= need:
-            box = tuple(float(v) for v in ev.box_xywh)
-            agree = (c.candidate is not None
-                     and float(iou_xywh(box, c.candidate)) >= cfg.confirm_iou)
-            hits = c.hits + 1 if agree else 1
-            if hits >= cfg.confirm_frames:
-                if not cfg.trial_frames:
-                    return _found(c, box, ev.score, stamp, hits)
-                return state, dataclasses.replace(c, hits=hits, candidate=box,
-                                                  trial=cfg.trial_frames), ()
-            c = dataclasses.replace(c, hits=hits, candidate=box)
-        else:
-            c = dataclasses.replace(c, hits=0, candidate=None)
+    if ev.ran and ev.box_xywh is not None and ev.score >= cfg.accept_threshold:
+        box = tuple(float(v) for v in ev.box_xywh)
+        if not cfg.trial_frames:
+            return _found(c, box, ev.score, stamp)
+        return state, dataclasses.replace(c, candidate=box, trial=cfg.trial_frames), ()
     return _timeout(state, c, stamp, cfg)
 
 
@@ -238,12 +223,11 @@ def _trial(state: TrackState, c: Counters, ev: Evidence, stamp: float,
     if not ev.ran:
         return state, c, ()
     if ev.box_xywh is None or ev.score < cfg.keep_threshold:
-        return _timeout(state, dataclasses.replace(c, hits=0, candidate=None, trial=0), stamp,
-                        cfg)
+        return _timeout(state, dataclasses.replace(c, candidate=None, trial=0), stamp, cfg)
     box = tuple(float(v) for v in ev.box_xywh)
     if c.trial > 1:
         return state, dataclasses.replace(c, candidate=box, trial=c.trial - 1), ()
-    return _found(c, box, ev.score, stamp, c.hits, cfg.trial_frames)
+    return _found(c, box, ev.score, stamp, cfg.trial_frames)
 
 
 def _timeout(state: TrackState, c: Counters, stamp: float, cfg: StateMachineConfig):
@@ -260,14 +244,14 @@ def _timeout(state: TrackState, c: Counters, stamp: float, cfg: StateMachineConf
     return TrackState.GONE, dataclasses.replace(c, last_search=stamp), (event,)
 
 
-def _found(c: Counters, box: Box, score: float, stamp: float, hits: int, tracked: int = 0):
+def _found(c: Counters, box: Box, score: float, stamp: float, tracked: int = 0):
     kind = EventKind.REFOUND if c.acquired else EventKind.ACQUIRED
     state = TrackState.REFOUND if c.acquired else TrackState.TRACKING
-    reason = 'matched once' if hits == 1 else f'matched on {hits} consecutive frames'
+    reason = 'matched on the whole frame'
     if tracked:
         reason += f', then tracked for {tracked} frame' + 's' * (tracked > 1)
     reason += f' (score {score:.2f})'
     event = TrackEvent(kind, stamp, c.track_id, reason, box, float(score))
-    new = dataclasses.replace(c, weak=0, hits=0, candidate=None, trial=0, box_xywh=box,
+    new = dataclasses.replace(c, weak=0, candidate=None, trial=0, box_xywh=box,
                               acquired=True, last_search=-math.inf)
     return state, new, (event,)

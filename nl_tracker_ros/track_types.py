@@ -1,4 +1,4 @@
-"""The values that flow out of the tracker: states, events and per-frame results.
+"""The values that flow through the tracker: states, events, model steps and per-frame results.
 
 These are plain frozen dataclasses so that the node, the offline evaluator and tests all see the
 same thing; the ROS layer converts them to messages one-to-one.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Any, Literal
 
 
 class TrackState(enum.IntEnum):
@@ -48,6 +49,17 @@ class TrackEvent:
     reason: str = ''
     box_xywh: tuple[float, float, float, float] | None = None
     score: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Step:
+    """One model step on one frame: its box in frame pixels plus what the model produced."""
+
+    kind: Literal['local', 'global']
+    box_xywh: tuple[float, float, float, float]   # clipped to the frame
+    score: float                   # heatmap confidence, 0..1 (sqrt of the two corner peaks)
+    head: Any                      # the model's HeadOutput
+    geometry: Any                  # preprocessing.CropGeometry the head output refers to
 
 
 @dataclasses.dataclass(frozen=True)

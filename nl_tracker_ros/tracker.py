@@ -1,180 +1,158 @@
 """ROS-free tracker API over the joint grounding-and-tracking model.
 
 ``Tracker.set_command(text, stamp, box_xywh=None)`` starts a track (language features are
-computed here, once per command); ``Tracker.update(image, stamp)`` processes one RGB frame:
+computed here, once per command); ``Tracker.update(image, stamp)`` processes one RGB frame.
+Each frame the tracker asks its policy (``recovery.policy.Policy``) which model step the frame
+needs, runs it, and hands the output back for the decision:
 
-- first frame after a command: GROUNDING. The model grounds the description on the whole frame
-  (long edge resized to ``grounding_size``); the grounded box (or the given init box) becomes the
-  template, encoded once, and the track goes to TRACKING with an ACQUIRED event;
-- later frames: TRACKING. A square search crop around the last box goes through the model with
-  the cached text and template features and the temporal clue of the previous frame.
+- after a command: the description is grounded on the whole frame (long edge resized to
+  ``grounding_size``) until a match is accepted; its box becomes the template, encoded once
+  (or the box given with the command does, on the command's first frame);
+- while the target is held: a square search crop around the last box goes through the model
+  with the cached text and template features and the temporal clue of the previous frame;
+- with the lost/re-found handling on, weak frames lead to LOST and whole-frame searches until
+  the target is found again; off, the first grounding is held and never lost.
 
-Without a recovery object the tracker is the plain joint model: it never reports LOST. With one
-(``build_tracker(..., recovery=obj)``), ``obj`` decides every frame; see :class:`Recovery`.
+The policy's state machine owns the state, the track ids and the events; the tracker owns the
+model and its cached features. One thread at a time: the node calls it from its worker only.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import torch
 
 from nl_tracker_ros import preprocessing as pp
 from nl_tracker_ros.boxes import validate_box_xywh
+from nl_tracker_ros.config import check_ranges, param
 from nl_tracker_ros.errors import ConfigError, InputError
 from nl_tracker_ros.model.jointnlt import head_confidence
+from nl_tracker_ros.recovery.policy import Policy
+from nl_tracker_ros.state_machine import Mode
 from nl_tracker_ros.text import TextTokenizer
 from nl_tracker_ros.threads import apply_threads
-from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState
+from nl_tracker_ros.track_types import Step, TrackEvent, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
 # Stages of timing_ms that are model steps (the rest: text, recovery, total).
 _MODEL_STAGES = ('preprocess', 'encode_image', 'ground', 'track', 'postprocess', 'template')
+MIN_BOX_PX = 10.0   # smallest box side kept after clipping (the official code's margin)
+PAD = 'zero'        # fill outside the frame, as the official code and the training crops
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackerConfig:
-    """Tracker settings; crop sizes and factors come from the model preset."""
+    """Tracker settings (ROS parameters ``tracker.*``); crop sizes come from the model preset."""
 
-    preset: str = 'jointnlt-compact'  # model preset (nl_tracker_ros.model.config.get_preset)
-    # safetensors or official checkpoint; '' = the weights shipped for the preset
-    # (nl_tracker_ros/weights/<preset>.safetensors); a preset without them is refused
-    weights: str = ''
-    # tests and benchmarks only: run a preset that has no weights on random ones
-    random_weights: bool = False
-    device: str = 'auto'              # 'auto' = cuda if available, else cpu
-    # CPU threads for torch and OpenCV; 0 = automatic (nl_tracker_ros.threads: 1 for the
-    # compact model or on a GPU, up to 4 cores for the base model)
-    threads: int = 0
-    precision: Literal['fp32', 'fp16', 'bf16'] = 'fp32'  # autocast inside the model steps
-    compile: bool = False             # torch.compile the per-frame model parts
-    vocab_path: str = ''              # WordPiece vocabulary; '' = the bundled uncased one
-    pad: Literal['zero', 'mean'] = 'zero'   # fill outside the frame (official: zero)
+    preset: str = param('jointnlt-compact', 'model preset: jointnlt-compact (embedded), '
+                                            'jointnlt-base (the paper model) or jointnlt-tiny')
+    weights: str = param('', "model weights: safetensors or the official JointNLT checkpoint; "
+                             "'' = the weights shipped for the preset")
+    device: str = param('auto', 'auto (cuda if available, else cpu), cpu, cuda or cuda:N')
+    precision: Literal['fp32', 'fp16', 'bf16'] = param(
+        'fp32', 'autocast precision of the model steps (fp16 on CUDA, bf16 on CPU or CUDA)')
+    threads: int = param(0, 'CPU threads for torch and OpenCV; 0 = automatic (1 for the '
+                            'compact model or on a GPU, up to 4 cores for the base model)',
+                         (0, 256))
+    random_weights: bool = param(False, 'tests only: run a preset that has no weights on '
+                                        'random ones')
     # exact: bounded-memory crops with an exact box inverse; official: the official code's
-    # crop pixels and box mapping, for parity checks against it
+    # crop pixels and box mapping, for parity checks against it (not a ROS parameter)
     geometry: Literal['exact', 'official'] = 'exact'
-    min_box_px: float = 10.0          # smallest box side kept after clipping (official margin)
 
     def __post_init__(self):
         if not self.preset:
             raise ConfigError('tracker.preset: expected a preset name, got an empty string')
-        if self.threads < 0:
-            raise ConfigError(f'tracker.threads: expected 0 (automatic) or more, '
-                              f'got {self.threads}')
-        if self.min_box_px < 1:
-            raise ConfigError(f'tracker.min_box_px: expected >= 1, got {self.min_box_px}')
-        for name, allowed in (('precision', ('fp32', 'fp16', 'bf16')), ('pad', ('zero', 'mean')),
+        check_ranges(self, 'tracker')
+        for name, allowed in (('precision', ('fp32', 'fp16', 'bf16')),
                               ('geometry', ('exact', 'official'))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f'tracker.{name}: expected one of {list(allowed)}, got '
                                   f'{getattr(self, name)!r}')
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Step:
-    """One model step on one frame: box in frame pixels plus what the model produced."""
-
-    kind: Literal['local', 'global']
-    box_xywh: Box                  # clipped to the frame
-    score: float                   # heatmap confidence, 0..1 (sqrt of the two corner peaks)
-    head: Any                      # the model's HeadOutput
-    geometry: pp.CropGeometry      # crop (or grounding image) the head output refers to
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """What a recovery object decided for one frame."""
-
-    state: TrackState
-    box_xywh: Box | None              # box to report; None while lost
-    score: float
-    events: tuple[TrackEvent, ...] = ()
-    search_box_xywh: Box | None = None    # new search centre; None keeps the last one
-    template_box_xywh: Box | None = None  # re-encode the template from this box of this frame
-    clue: str = 'local'    # which of this frame's steps gives the next local step its temporal
-    #                        clue when the search centre or template moves ('local'/'global')
-    candidate_xywh: Box | None = None     # not held: the frame's best match, unconfirmed
-    candidate_score: float = 0.0
-
-
-class Recovery(Protocol):
-    """Seam for lost/re-found handling, consulted once per frame while a command is active.
-
-    ``begin`` is called when a command is accepted (``text`` non-empty) or stopped (``''``).
-    ``step`` gets the frame and the tracker (for ``local_step``, ``global_step``,
-    ``text_features``, ``template_tokens``, ``search_box_xywh``, ``state``) and runs whatever
-    model steps it needs; the tracker then applies the Decision: the reported box and state,
-    the search centre (kept while lost), and a new template when asked for. Events of the command
-    itself (COMMAND_ACCEPTED / REJECTED / STOPPED) stay with the tracker.
-    """
-
-    def begin(self, track_id: int, text: str, stamp: float, box_xywh: Box | None) -> None:
-        """Start (or stop, for empty ``text``) a track."""
-
-    def step(self, tracker: 'Tracker', image: np.ndarray, stamp: float) -> Decision:
-        """Decide the state and box for this frame."""
-
-
 class Tracker:
     """Language-specified tracker: one command at a time, one frame per ``update``."""
 
     def __init__(self, model, model_config, config: TrackerConfig, device: torch.device,
-                 tokenizer: TextTokenizer, recovery: Recovery | None = None):
+                 tokenizer: TextTokenizer, policy: Policy | None = None):
         """Wrap a built model; use :func:`build_tracker` rather than calling this directly."""
         self.model = model.eval()
         self.model_config = model_config
         self.config = config
         self.device = device
         self.tokenizer = tokenizer
-        self.recovery = recovery
+        self.policy = policy if policy is not None else Policy()
         self.threads = torch.get_num_threads()   # CPU threads in use (build_tracker sets them)
-        self._next_id = 1
-        self.track_id = 0
         self._sampler = 'official' if config.geometry == 'official' else 'warp'
-        # Commands may come from another thread than frames (ROS callbacks): one at a time.
-        self._lock = threading.RLock()
         self._clear()
 
-    # -- state ------------------------------------------------------------------------------
+    # -- state (the policy's) -----------------------------------------------------------------
+
+    @property
+    def state(self) -> TrackState:
+        """Where the track is."""
+        return self.policy.state
+
+    @property
+    def track_id(self) -> int:
+        """The current track's id (ids keep increasing across commands)."""
+        return self.policy.track_id
+
+    @property
+    def text(self) -> str:
+        """The command being followed ('' when idle)."""
+        return self.policy.text
 
     def _clear(self):
-        self.state = TrackState.IDLE
-        self.text = ''
         self.text_features = None       # TextFeatures of the command
         self.template_tokens = None     # (1, Nt, D)
         self.template_pad_mask = None   # (1, Nt) bool
-        self.search_box_xywh: Box | None = None
         self._temporal = None           # (1, 1, D) clue for the next local step
-        self._init_box: Box | None = None
-        self._timing: dict[str, float] = {}   # stage times for the next TrackResult
-        self._steps: dict[str, Step] = {}      # model steps run on the current frame
+        self._box_to_check: Box | None = None   # a given box not yet checked against a frame
+        self._timing: dict[str, float] = {}     # stage times for the next TrackResult
 
-    def reset(self) -> None:
-        """Forget the command and go IDLE (track ids keep increasing)."""
-        with self._lock:
-            if self.recovery is not None and self.state != TrackState.IDLE:
-                self.recovery.begin(self.track_id, '', 0.0, None)
-            self._clear()
+    def reset(self, stamp: float = 0.0, why: str = 'reset') -> tuple[TrackEvent, ...]:
+        """Drop the current track and go IDLE (track ids keep increasing); returns STOPPED."""
+        self._clear()
+        return self.policy.command('', stamp, stopped=why)
 
     # -- commands ---------------------------------------------------------------------------
 
     def set_command(self, text: str, stamp: float, box_xywh=None,
                     image_size: tuple[int, int] | None = None) -> tuple[TrackEvent, ...]:
-        """Start tracking ``text`` (optionally with an initial box); '' or blank = stop.
+        """Start tracking ``text`` (optionally from an initial box); '' or blank = stop.
 
         Returns the events: COMMAND_ACCEPTED (with a note when the text was truncated), or
         COMMAND_REJECTED with the reason (the current track, if any, goes on), or STOPPED.
         ``image_size`` (width, height) lets an init box be checked against the frame now;
         otherwise it is checked on the next frame.
         """
-        with self._lock:
-            return self._set_command(text, stamp, box_xywh, image_size)
+        if isinstance(text, str) and not text.strip():
+            return self.reset(stamp, 'empty command')
+        try:
+            tokens = self.tokenizer(text)
+            box = None
+            if box_xywh is not None:
+                box = validate_box_xywh(box_xywh, image_size, name='init box')
+        except InputError as exc:
+            return (self.policy.rejected(stamp, str(exc)),)
+        t0 = time.perf_counter()
+        features = self._encode(tokens)
+        self._clear()
+        self.text_features = features
+        self._box_to_check = box
+        self._timing = {'text': _ms(t0, self.device)}
+        note = f' (truncated to {self.tokenizer.max_len} tokens)' if tokens.truncated else ''
+        events = self.policy.command(text, stamp, box, note)
+        self.policy.start(features)
+        return events
 
     def encode_text(self, text: str):
         """The model's TextFeatures of ``text`` (as a command would get), state untouched."""
@@ -186,127 +164,56 @@ class Tracker:
         with self._inference():
             return self.model.encode_text(ids, mask)
 
-    def _set_command(self, text, stamp, box_xywh, image_size) -> tuple[TrackEvent, ...]:
-        if isinstance(text, str) and not text.strip():
-            reason = ('empty command: tracking stopped' if self.state != TrackState.IDLE
-                      else 'empty command: nothing was being tracked')
-            events = (TrackEvent(EventKind.STOPPED, stamp, self.track_id, reason,
-                                 self.search_box_xywh),)
-            self.reset()
-            return events
-        try:
-            tokens = self.tokenizer(text)
-            box = None
-            if box_xywh is not None:
-                box = validate_box_xywh(box_xywh, image_size, name='init box')
-        except InputError as exc:
-            return (TrackEvent(EventKind.COMMAND_REJECTED, stamp, self.track_id, str(exc)),)
-        t0 = time.perf_counter()
-        features = self._encode(tokens)
-        if self.recovery is not None and self.state != TrackState.IDLE:
-            self.recovery.begin(self.track_id, '', stamp, None)
-        self._clear()
-        self.track_id = self._next_id
-        self._next_id += 1
-        self.text = text.strip()
-        self.text_features = features
-        self._init_box = box
-        self.state = TrackState.GROUNDING
-        self._timing = {'text': _ms(t0, self.device)}
-        note = f' (truncated to {self.tokenizer.max_len} tokens)' if tokens.truncated else ''
-        reason = f'tracking "{self.text}"' + note + (' from the given box' if box else '')
-        if self.recovery is not None:
-            self.recovery.begin(self.track_id, self.text, stamp, box)
-        return (TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, self.track_id, reason, box),)
-
     # -- frames -----------------------------------------------------------------------------
 
     def update(self, image: np.ndarray, stamp: float) -> TrackResult:
         """Process one RGB uint8 (H, W, 3) frame; return the box, state and events for it."""
-        with self._lock:
-            return self._update(image, stamp)
-
-    def _update(self, image: np.ndarray, stamp: float) -> TrackResult:
         t_start = time.perf_counter()
         image = pp.validate_image(image)
-        events: list[TrackEvent] = []
-        self._steps = {}
         if self.state == TrackState.IDLE:
-            return self._result(stamp, None, 0.0, events, t_start)
-        h, w = image.shape[:2]
-        if self._init_box is not None:
+            return self._result(stamp, (), t_start)
+        if self._box_to_check is not None:
+            h, w = image.shape[:2]
+            box, self._box_to_check = self._box_to_check, None
             try:
-                validate_box_xywh(self._init_box, (w, h), name='init box')
+                validate_box_xywh(box, (w, h), name='init box')
             except InputError as exc:
-                events.append(TrackEvent(EventKind.COMMAND_REJECTED, stamp, self.track_id,
-                                         str(exc)))
-                if self.recovery is not None:
-                    self.recovery.begin(self.track_id, '', stamp, None)
-                self._clear()
-                return self._result(stamp, None, 0.0, events, t_start)
-        if self.recovery is not None:
-            d = self._recovery_frame(image, stamp, events)
-            return self._result(stamp, d.box_xywh, d.score, events, t_start,
-                                d.candidate_xywh, d.candidate_score)
-        box, score = self._plain_frame(image, stamp, events)
-        return self._result(stamp, box, score, events, t_start)
+                events = (self.policy.rejected(stamp, str(exc)),)
+                self.reset(stamp)
+                return self._result(stamp, events, t_start)
+        plan = self.policy.plan(stamp)
+        step = None
+        if plan.mode == Mode.LOCAL:
+            step = self.local_step(image, plan.centre)
+        elif plan.mode == Mode.GLOBAL:
+            step = self.global_step(image)
+        t0 = time.perf_counter()
+        evidence = self.policy.evidence(plan, step, image)
+        d = self.policy.decide(plan, evidence, stamp)
+        self._timing['recovery'] = _ms(t0, self.device)
+        if d.template_box_xywh is not None:
+            self.set_template(image, d.template_box_xywh)
+            self.policy.template_changed(self.template_tokens)
+        if d.follow or d.template_box_xywh is not None:
+            self._temporal = step.head.temporal if step is not None else None
+        return self._result(stamp, d.events, t_start, d.box_xywh, d.score, d.candidate_xywh,
+                            d.candidate_score)
 
-    def _result(self, stamp, box, score, events, t_start, candidate=None,
+    def _result(self, stamp, events, t_start, box=None, score=0.0, candidate=None,
                 candidate_score=0.0) -> TrackResult:
         timing, self._timing = self._timing, {}
         timing['total'] = _ms(t_start, self.device)
-        return TrackResult(stamp, self.track_id, self.text, self.state, _as_box(box), score,
-                           tuple(events), timing, _as_box(candidate), float(candidate_score))
+        return TrackResult(stamp, self.track_id, self.text, self.state, _as_box(box),
+                           float(score), tuple(events), timing, _as_box(candidate),
+                           float(candidate_score))
 
-    def _plain_frame(self, image, stamp, events) -> tuple[Box | None, float]:
-        if self.state == TrackState.GROUNDING:
-            if self._init_box is not None:
-                box, score, reason = self._init_box, 1.0, 'box given with the command'
-                self._init_box = None
-            else:
-                step = self.global_step(image)
-                box, score, reason = step.box_xywh, step.score, 'grounded the description'
-                self._temporal = step.head.temporal
-            self.set_template(image, box)
-            self.search_box_xywh = box
-            self.state = TrackState.TRACKING
-            events.append(TrackEvent(EventKind.ACQUIRED, stamp, self.track_id, reason, box,
-                                     score))
-            return box, score
-        step = self.local_step(image, self.search_box_xywh)
-        self.search_box_xywh = step.box_xywh
-        self._temporal = step.head.temporal
-        return step.box_xywh, step.score
-
-    def _recovery_frame(self, image, stamp, events) -> Decision:
-        if self._init_box is not None:
-            # The given box is the template; the recovery object already knows it from begin().
-            self.set_template(image, self._init_box)
-            self.search_box_xywh = self._init_box
-            self._init_box = None
-        t0 = time.perf_counter()
-        before = sum(self._timing.get(k, 0.0) for k in _MODEL_STAGES)
-        d = self.recovery.step(self, image, stamp)
-        inside = sum(self._timing.get(k, 0.0) for k in _MODEL_STAGES) - before
-        self._timing['recovery'] = _ms(t0, self.device) - inside  # its own cost only
-        events.extend(d.events)
-        if d.template_box_xywh is not None:
-            self.set_template(image, d.template_box_xywh)
-        if d.search_box_xywh is not None:
-            self.search_box_xywh = tuple(float(v) for v in d.search_box_xywh)
-        if d.template_box_xywh is not None or d.search_box_xywh is not None:
-            step = self._steps.get(d.clue)
-            self._temporal = step.head.temporal if step is not None else None
-        self.state = d.state
-        return d
-
-    # -- model steps (also used by recovery objects) -----------------------------------------
+    # -- model steps (also used to collect features for fitting) ----------------------------
 
     def global_step(self, image: np.ndarray) -> Step:
         """Ground the command on the whole frame; returns the box in frame pixels."""
         mc = self.model_config
         t = time.perf_counter()
-        crop = pp.grounding_resize(image, mc.grounding_size, self.config.pad)
+        crop = pp.grounding_resize(image, mc.grounding_size, PAD)
         x = pp.to_tensor(crop.image, self.device)                           # (1, 3, S, S)
         pad = torch.from_numpy(crop.pad_mask[None]).to(self.device)
         t = self._tick('preprocess', t)
@@ -326,7 +233,6 @@ class Tracker:
         else:
             step = self._step('global', head, crop.geometry.norm_cxcywh_to_frame(box_norm),
                               (w, h), crop.geometry)
-        self._steps['global'] = step
         self._tick('postprocess', t)
         return step
 
@@ -337,7 +243,7 @@ class Tracker:
         mc = self.model_config
         t = time.perf_counter()
         crop = pp.crop_and_resize(image, search_box_xywh, mc.search_factor, mc.search_size,
-                                  self.config.pad, self._sampler)
+                                  PAD, self._sampler)
         x = pp.to_tensor(crop.image, self.device)                           # (1, 3, S, S)
         pad = torch.from_numpy(crop.pad_mask[None]).to(self.device)
         t = self._tick('preprocess', t)
@@ -351,7 +257,6 @@ class Tracker:
         h, w = image.shape[:2]
         raw = crop.geometry.norm_cxcywh_to_frame(self._box(head, 'local'))
         step = self._step('local', head, raw, (w, h), crop.geometry)
-        self._steps['local'] = step
         self._tick('postprocess', t)
         return step
 
@@ -360,7 +265,7 @@ class Tracker:
         mc = self.model_config
         t0 = time.perf_counter()
         crop = pp.crop_and_resize(image, box_xywh, mc.template_factor, mc.template_size,
-                                  self.config.pad, self._sampler)
+                                  PAD, self._sampler)
         x = pp.to_tensor(crop.image, self.device)
         with self._inference():
             self.template_tokens = self.model.encode_image(x)               # (1, Nt, D)
@@ -377,7 +282,7 @@ class Tracker:
 
     def _step(self, kind, head, raw: np.ndarray, size: tuple[int, int], geometry) -> Step:
         """Clip the frame box ``raw`` to the frame of ``size`` (w, h) and wrap it in a Step."""
-        box = pp.clip_box_xywh(raw, size, self.config.min_box_px)
+        box = pp.clip_box_xywh(raw, size, MIN_BOX_PX)
         if max(abs(a - b) for a, b in zip(box, raw)) > 0.5:
             log.debug('%s box %s clipped to the %dx%d frame: %s', kind, raw.round(1), *size,
                       box)
@@ -417,17 +322,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_tracker(config: TrackerConfig, device: str | None = None,
-                  recovery: Recovery | None = None) -> Tracker:
+def build_tracker(config: TrackerConfig = TrackerConfig(), device: str | None = None,
+                  recovery=None) -> Tracker:
     """Build the model of ``config.preset``, load its weights and wrap it in a Tracker.
 
-    ``device`` overrides ``config.device``. Empty ``config.weights`` loads the weights shipped
+    ``device`` overrides ``config.device``; ``recovery`` (a ``RecoveryConfig``) sets the
+    lost/re-found handling, off when None. Empty ``config.weights`` loads the weights shipped
     for the preset (``jointnlt-compact``); a preset without them raises ConfigError, unless
     ``config.random_weights`` (tests and benchmarks) allows random ones.
     """
     from nl_tracker_ros.model import checkpoint
     from nl_tracker_ros.model.config import get_preset
     from nl_tracker_ros.model.jointnlt import build_model
+    from nl_tracker_ros.recovery.config import RecoveryConfig
+    from nl_tracker_ros.recovery.policy import build_policy
 
     dev = resolve_device(device or config.device)
     model_config = get_preset(config.preset)
@@ -435,6 +343,8 @@ def build_tracker(config: TrackerConfig, device: str | None = None,
     if not weights and not config.random_weights:
         raise ConfigError(missing_weights_message(config.preset))
     apply_threads(config.threads, config.preset, dev.type)
+    policy = build_policy(recovery or RecoveryConfig(enabled=False), config.preset,
+                          config.weights, model_config.dim, dev)
     model = build_model(model_config)
     if weights:
         fmt = checkpoint.load_weights(model, weights, model_config)
@@ -444,11 +354,8 @@ def build_tracker(config: TrackerConfig, device: str | None = None,
                     'tests only)', config.preset)
     model.to(dev).eval()
     model.set_precision(config.precision)
-    if config.compile:
-        model.compile_steps()
-    vocab = config.vocab_path or getattr(model_config, 'vocab_path', '') or None
-    tokenizer = TextTokenizer(vocab, max_len=model_config.max_text_len)
-    return Tracker(model, model_config, config, dev, tokenizer, recovery)
+    tokenizer = TextTokenizer(max_len=model_config.max_text_len)
+    return Tracker(model, model_config, config, dev, tokenizer, policy)
 
 
 def missing_weights_message(preset: str) -> str:

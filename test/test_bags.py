@@ -5,10 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nl_tracker_ros import bags
-from nl_tracker_ros.bags import decode_image, open_bag, read_bag, read_sequence, write_bag
 from nl_tracker_ros.errors import InputError
-from nl_tracker_ros.sequence import Sequence
+from nl_tracker_ros.inputs import Sequence, bags
+from nl_tracker_ros.inputs.bags import decode_image, open_bag, read_bag, read_sequence, write_bag
 
 
 @pytest.fixture
@@ -164,5 +163,5 @@ def test_decode_image_encodings():
 def test_msg_files_are_registered():
     store = bags.typestore()
     assert bags.TRUTH_TYPE in store.types
-    msg_dir = pathlib.Path(bags.__file__).resolve().parent.parent / 'msg'
+    msg_dir = pathlib.Path(bags.__file__).resolve().parents[2] / 'msg'
     assert 'STATE_LOST=3' in (msg_dir / 'TrackedTarget.msg').read_text().replace(' ', '')

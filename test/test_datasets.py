@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nl_tracker_ros.datasets import detect_layout, read_dataset, read_lasot, read_otb99_lang, \
-    read_tnl2k
 from nl_tracker_ros.errors import InputError
+from nl_tracker_ros.inputs import detect_layout, read_dataset, read_lasot, read_otb99_lang, \
+    read_tnl2k
 
 
 def _frames(folder, numbers, pattern='{:08d}.jpg', size=(24, 16)):

@@ -123,10 +123,9 @@ def test_recovery_on_heldout_scenes_reports_losses_and_refinds(heldout_scenes, p
     a better success AUC than the plain tracker on the same scenes."""
     from nl_tracker_ros.evaluation import EvalConfig, run_batch, summarize
     from nl_tracker_ros.recovery.config import RecoveryConfig
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
-    from nl_tracker_ros.tracker import TrackerConfig
-    tracker = build_tracker_with_recovery(TrackerConfig(), RecoveryConfig(), 'cpu')
-    assert tracker.recovery.recovery.uses_switch      # the shipped switch weights are in use
+    from nl_tracker_ros.tracker import TrackerConfig, build_tracker
+    tracker = build_tracker(TrackerConfig(), 'cpu', RecoveryConfig())
+    assert tracker.policy.scorer.uses_switch      # the shipped switch weights are in use
     runs, skipped = run_batch(tracker, heldout_scenes, EvalConfig(), progress=False)
     assert not skipped
     block = summarize(runs)
@@ -162,12 +161,10 @@ def _unmatched_boxes(scenes, without):
 
     from nl_tracker_ros.benchmarks.not_found import run_scene
     from nl_tracker_ros.recovery.config import RecoveryConfig
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     from nl_tracker_ros.scenes import get_mix, plan_scene, render_scene
-    from nl_tracker_ros.tracker import TrackerConfig
+    from nl_tracker_ros.tracker import TrackerConfig, build_tracker
     rec = RecoveryConfig()
-    shipped, other = (build_tracker_with_recovery(TrackerConfig(), r, 'cpu')
-                      for r in (rec, without(rec)))
+    shipped, other = (build_tracker(TrackerConfig(), 'cpu', r) for r in (rec, without(rec)))
     mix, boxes_without = get_mix('heldout'), 0
     for index, text in scenes:
         plan = plan_scene(mix.sample(np.random.default_rng([10000, index, 0]), 640, 480, 150),
@@ -190,21 +187,21 @@ def test_look_alikes_of_an_unmatched_description_fail_their_trial():
 
 def test_look_alikes_of_another_colour_fail_the_colour_check():
     """The same for look-alikes of the described shape in another colour, which the switch
-    accepts; with ``search.colour_share`` 0 they are acquired."""
-    assert _unmatched_boxes(UNMATCHED_COLOUR, lambda r: dataclasses.replace(
-        r, search=dataclasses.replace(r.search, colour_share=0.0))) > 0
+    accepts; with ``recovery.colour_share`` 0 they are acquired."""
+    assert _unmatched_boxes(UNMATCHED_COLOUR,
+                            lambda r: dataclasses.replace(r, colour_share=0.0)) > 0
 
 
 def test_look_alikes_of_another_kind_fail_the_kind_check():
     """The same for look-alikes of another kind named without a colour word ("the star" on a
-    cross), which the switch accepts; with ``search.kind_threshold`` 0 they are acquired."""
-    assert _unmatched_boxes(UNMATCHED_KIND, lambda r: dataclasses.replace(
-        r, search=dataclasses.replace(r.search, kind_threshold=0.0))) > 0
+    cross), which the switch accepts; with ``recovery.kind_threshold`` 0 they are acquired."""
+    assert _unmatched_boxes(UNMATCHED_KIND,
+                            lambda r: dataclasses.replace(r, kind_threshold=0.0)) > 0
 
 
 def test_kinds_manifest_describes_the_shipped_classifier():
     from nl_tracker_ros.recovery.kinds import load_classifier
-    from nl_tracker_ros.recovery.kinds_fit import scene_kinds
+    from nl_tracker_ros.training.kinds_fit import scene_kinds
     from nl_tracker_ros.recovery.policy import shipped_kinds
     path = shipped_kinds()
     manifest = json.loads((checkpoint.SHIPPED_DIR / 'kinds.json').read_text())
@@ -218,15 +215,15 @@ def test_kinds_manifest_describes_the_shipped_classifier():
 def test_shipped_kind_classifier_keeps_own_kinds_and_rejects_others():
     """On crops of held-out scenes, the kind check at its configured threshold keeps most
     objects under their own kind and rejects nearly every other kind (KIND_* measured)."""
-    from nl_tracker_ros.recovery.config import SearchConfig
+    from nl_tracker_ros.recovery.config import RecoveryConfig
     from nl_tracker_ros.recovery.kinds import load_classifier
-    from nl_tracker_ros.recovery.kinds_fit import (KindsFitConfig, check_rates, collect_crops,
+    from nl_tracker_ros.training.kinds_fit import (KindsFitConfig, check_rates, collect_crops,
                                                    probabilities)
     from nl_tracker_ros.recovery.policy import shipped_kinds
     classifier = load_classifier(shipped_kinds())
     data = collect_crops(KindsFitConfig(scenes=TEST_COUNT * 3, preset='heldout',
                                         frames_per_scene=4, crop=classifier.crop), TEST_SEED)
-    rates = check_rates(probabilities(classifier, data), data, SearchConfig().kind_threshold)
+    rates = check_rates(probabilities(classifier, data), data, RecoveryConfig().kind_threshold)
     assert rates['kept'] >= KIND_KEPT_FLOOR, rates
     assert rates['rejected_other'] >= KIND_REJECTED_FLOOR, rates
     assert rates['rejected_background'] >= KIND_BACKGROUND_FLOOR, rates
@@ -305,7 +302,7 @@ def test_text_cache_matches_the_encoder_and_trains_the_projection():
 def test_search_crops_jittered_off_the_frame_are_drawn_again(tmp_path):
     import cv2
 
-    from nl_tracker_ros.sequence import Sequence
+    from nl_tracker_ros.inputs import Sequence
     from nl_tracker_ros.training import SampleConfig, SequenceSamples
     cfg = dataclasses.replace(get_preset('jointnlt-tiny'), template_size=64, search_size=128,
                               grounding_size=128)

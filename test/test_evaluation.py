@@ -8,7 +8,7 @@ import pytest
 
 from nl_tracker_ros import evaluation as ev
 from nl_tracker_ros.errors import ConfigError, InputError, TrackerError
-from nl_tracker_ros.sequence import Sequence
+from nl_tracker_ros.inputs import Sequence, open_input
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState as S
 
 
@@ -274,7 +274,7 @@ def _cli(argv, monkeypatch, tracker_factory):
 
 def test_eval_command_reports_broken_sequence_and_compares_configurations(
         tmp_path, monkeypatch, capsys):
-    pytest.importorskip('nl_tracker_ros.datasets')
+    pytest.importorskip('nl_tracker_ros.inputs.datasets')
     write_lasot(tmp_path / 'data', 'good', 4)
     write_lasot(tmp_path / 'data', 'short', 4, gt_lines=3)
     off_box = ((40.0, 30.0, 10.0, 10.0), S.TRACKING)
@@ -296,7 +296,7 @@ def test_eval_command_reports_broken_sequence_and_compares_configurations(
 
 
 def test_eval_command_min_auc_sets_exit_status(tmp_path, monkeypatch):
-    pytest.importorskip('nl_tracker_ros.datasets')
+    pytest.importorskip('nl_tracker_ros.inputs.datasets')
     write_lasot(tmp_path / 'data', 'good', 3)
     argv = ['eval', str(tmp_path / 'data'), '--out', str(tmp_path / 'o'), '--no-progress',
             '--worst', '0', '--min-auc', '0.99']
@@ -340,10 +340,10 @@ def test_track_command_says_when_the_target_was_never_acquired(tmp_path, monkeyp
 
 
 def test_track_command_scores_a_bag_with_ground_truth(tmp_path, monkeypatch, capsys):
-    bags = pytest.importorskip('nl_tracker_ros.bags')
-    pytest.importorskip('nl_tracker_ros.datasets')
+    bags = pytest.importorskip('nl_tracker_ros.inputs.bags')
+    pytest.importorskip('nl_tracker_ros.inputs.datasets')
     write_lasot(tmp_path / 'data', 'clip', 4)
-    from nl_tracker_ros.datasets import read_dataset
+    from nl_tracker_ros.inputs import read_dataset
     bags.write_bag(read_dataset(tmp_path / 'data')[0][0], tmp_path / 'clip_bag')
     rc = _cli(['track', str(tmp_path / 'clip_bag'), '--no-video', '--no-progress',
                '--out', str(tmp_path / 'o')], monkeypatch,
@@ -393,10 +393,10 @@ def test_a_preset_without_weights_is_refused_in_one_line(tmp_path, capsys):
 
 
 def test_bag_and_folder_of_the_same_sequence_score_the_same(tmp_path, monkeypatch):
-    bags = pytest.importorskip('nl_tracker_ros.bags')
-    pytest.importorskip('nl_tracker_ros.datasets')
+    bags = pytest.importorskip('nl_tracker_ros.inputs.bags')
+    pytest.importorskip('nl_tracker_ros.inputs.datasets')
     write_lasot(tmp_path / 'data', 'clip', 5)
-    from nl_tracker_ros.datasets import read_dataset
+    from nl_tracker_ros.inputs import read_dataset
     seq = read_dataset(tmp_path / 'data')[0][0]
     bags.write_bag(seq, tmp_path / 'clip_bag')
     script = [GOOD, ((14.0, 10.0, 20.0, 10.0), S.TRACKING), (None, S.LOST)]
@@ -414,7 +414,7 @@ def test_bag_and_folder_of_the_same_sequence_score_the_same(tmp_path, monkeypatc
 
 
 def test_corrupt_bag_is_skipped_with_reason_and_batch_goes_on(tmp_path, monkeypatch):
-    pytest.importorskip('nl_tracker_ros.bags')
+    pytest.importorskip('nl_tracker_ros.inputs.bags')
     (tmp_path / 'b2').mkdir()
     (tmp_path / 'b2' / 'metadata.yaml').write_text('not: a bag\n')
     write_lasot(tmp_path / 'data', 'good', 3)
@@ -430,28 +430,28 @@ def test_corrupt_bag_is_skipped_with_reason_and_batch_goes_on(tmp_path, monkeypa
 
 def test_open_input_kinds(tmp_path):
     write_lasot(tmp_path, 'seq', 3)
-    src = ev.open_input(tmp_path / 'seq')
+    src = open_input(tmp_path / 'seq')
     assert (src.name, src.text, len(src)) == ('seq', 'the bright bar', 3)
     assert src.load_frame(0).shape == (48, 64, 3)
-    assert ev.open_input(tmp_path / 'seq', text='other').text == 'other'
+    assert open_input(tmp_path / 'seq', text='other').text == 'other'
     video = tmp_path / 'clip.mp4'
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'mp4v'), 10.0, (64, 48))
     for i in range(4):
         w.write(np.full((48, 64, 3), 40 * i, np.uint8))
     w.release()
-    v = ev.open_input(video, 'x')
+    v = open_input(video, 'x')
     assert len(v) == 4 and v.stamps[1] == pytest.approx(0.1)
     assert v.load_frame(3).shape == (48, 64, 3) and v.load_frame(1).shape == (48, 64, 3)
     (tmp_path / 'notes.txt').write_text('hi')
     with pytest.raises(InputError, match='notes.txt'):
-        ev.open_input(tmp_path / 'notes.txt')
+        open_input(tmp_path / 'notes.txt')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(InputError, match='empty'):
-        ev.open_input(tmp_path / 'empty')
+        open_input(tmp_path / 'empty')
 
 
 def test_written_results_score_the_same_when_read_back(tmp_path, monkeypatch):
-    pytest.importorskip('nl_tracker_ros.datasets')
+    pytest.importorskip('nl_tracker_ros.inputs.datasets')
     write_lasot(tmp_path / 'data', 'a', 6)
     script = [GOOD, ((14.0, 10.0, 20.0, 10.0), S.TRACKING), (None, S.LOST)]
     assert _cli(['eval', str(tmp_path / 'data'), '--out', str(tmp_path / 'o1'), '--no-progress',

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from nl_tracker_ros import metrics
+from nl_tracker_ros.evaluation import metrics
 from nl_tracker_ros.errors import InputError
 from nl_tracker_ros.track_types import EventKind, TrackState as S
 

@@ -8,12 +8,13 @@ import torch
 from nl_tracker_ros import tracker as trk
 from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.model.config import get_preset
-from nl_tracker_ros.recovery import RecoveryConfig, build_recovery
-from nl_tracker_ros.recovery.fit import FitConfig, collect, fit_recovery, separation
+from nl_tracker_ros.recovery.config import MethodConfig, RecoveryConfig
+from nl_tracker_ros.recovery.switch import build_recovery
+from nl_tracker_ros.training.recovery_fit import FitConfig, collect, fit_recovery, separation
 from nl_tracker_ros.recovery.switch import save_weights
 from nl_tracker_ros.scenes import distractor_boxes, get_mix, plan_scene
 
-SMALL = RecoveryConfig()
+SMALL = MethodConfig()
 SMALL = dataclasses.replace(
     SMALL, switch=dataclasses.replace(SMALL.switch, dim=32, heads=2, gpo_dim=8),
     search=dataclasses.replace(SMALL.search, dim=32, heads=2))
@@ -158,8 +159,7 @@ def test_fit_writes_weights_the_recovery_loads(samples, tmp_path):
     assert all(np.isfinite(r['loss']) for r in res.curve)
     path = tmp_path / 'switch.safetensors'
     save_weights(path, res.switch, res.retrieval)
-    rec = build_recovery(dataclasses.replace(
-        SMALL, switch=dataclasses.replace(SMALL.switch, weights=str(path))), dim, dim)
+    rec = build_recovery(SMALL, dim, dim, weights=path)
     assert rec.uses_switch
     got = rec.switch.state_dict()
     for k, v in res.switch.state_dict().items():
@@ -198,19 +198,17 @@ def test_fit_config_checks_its_values():
 def test_shipped_switch_goes_with_the_shipped_model_only(tmp_path, monkeypatch):
     from nl_tracker_ros.model import checkpoint
     from nl_tracker_ros.model.jointnlt import build_model
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     from nl_tracker_ros.recovery.switch import build_modules
     dim = get_preset('jointnlt-tiny').dim
     monkeypatch.setattr(checkpoint, 'SHIPPED_DIR', tmp_path)
     save_weights(tmp_path / 'jointnlt-tiny.switch.safetensors',
-                 *build_modules(RecoveryConfig(), dim, dim))
-    shipped = build_tracker_with_recovery(trk.TrackerConfig(preset='jointnlt-tiny',
-                                                            random_weights=True),
-                                          RecoveryConfig(), 'cpu')
-    assert shipped.recovery.recovery.uses_switch
-    assert shipped.recovery.kinds is None        # no kind classifier in this install: off
+                 *build_modules(MethodConfig(), dim, dim))
+    shipped = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny', random_weights=True),
+                                'cpu', RecoveryConfig())
+    assert shipped.policy.scorer.uses_switch
+    assert shipped.policy.kinds is None        # no kind classifier in this install: off
     own = tmp_path / 'own.safetensors'     # other model weights: the shipped switch does not fit
     checkpoint.save_weights(build_model(get_preset('jointnlt-tiny')), own)
-    other = build_tracker_with_recovery(
-        trk.TrackerConfig(preset='jointnlt-tiny', weights=str(own)), RecoveryConfig(), 'cpu')
-    assert not other.recovery.recovery.uses_switch
+    other = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny', weights=str(own)),
+                              'cpu', RecoveryConfig())
+    assert not other.policy.scorer.uses_switch

@@ -8,7 +8,7 @@ import torch
 from nl_tracker_ros.errors import CheckpointError, ConfigError
 from nl_tracker_ros.recovery.kinds import (BACKGROUND, KindCheck, KindClassifier, crops,
                                            load_classifier, named_kind, save_classifier)
-from nl_tracker_ros.recovery.kinds_fit import (CropSet, KindsFitConfig, check_rates,
+from nl_tracker_ros.training.kinds_fit import (CropSet, KindsFitConfig, check_rates,
                                                collect_crops, fit_kinds, probabilities,
                                                scene_kinds)
 
@@ -98,7 +98,7 @@ def test_fit_learns_a_toy_kind_rule_and_the_rates_say_so():
 
 def test_train_kinds_writes_weights_the_policy_loads_and_the_check_rates(tmp_path):
     from nl_tracker_ros.cli import main
-    from nl_tracker_ros.recovery.config import RecoveryConfig, SearchConfig
+    from nl_tracker_ros.recovery.config import RecoveryConfig
     from nl_tracker_ros.recovery.policy import build_policy
     out = tmp_path / 'kinds'
     assert main(['train-kinds', '--out', str(out), '--scenes', '2', '--steps', '3',
@@ -107,12 +107,10 @@ def test_train_kinds_writes_weights_the_policy_loads_and_the_check_rates(tmp_pat
     rates = json.loads((out / 'check.json').read_text())
     assert set(rates) == {'0.05', '0.1', '0.2', '0.3', '0.5'}
     assert set(rates['0.1']) == {'kept', 'rejected_other', 'rejected_background', 'accuracy'}
-    cfg = RecoveryConfig(search=SearchConfig(kind_threshold=0.1,
-                                             kind_weights=str(out / 'kinds.safetensors')))
-    policy = build_policy(cfg, 16, 16)
-    policy.begin(1, 'follow the hexagon', 0.0)
+    cfg = RecoveryConfig(kind_threshold=0.1, kind_weights=str(out / 'kinds.safetensors'))
+    policy = build_policy(cfg, 'jointnlt-tiny', '', 16)
+    policy.command('follow the hexagon', 0.0)
     assert policy.kind == 'hexagon'
     with pytest.raises(CheckpointError, match='not found'):
-        build_policy(RecoveryConfig(search=SearchConfig(kind_threshold=0.1,
-                                                        kind_weights=str(tmp_path / 'no'))),
-                     16, 16)
+        build_policy(RecoveryConfig(kind_threshold=0.1, kind_weights=str(tmp_path / 'no')),
+                     'jointnlt-tiny', '', 16)

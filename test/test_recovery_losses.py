@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
-from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss, roi_foreground_target,
-                                            selector_samples, triplet_ranking_loss)
+from nl_tracker_ros.training.recovery_losses import (diversity_loss, foreground_loss,
+                                                     roi_foreground_target, selector_samples,
+                                                     triplet_ranking_loss)
 
 
 TOY_BOXES = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.3, 0.5],
@@ -115,8 +116,8 @@ def test_switch_learns_a_toy_matching_problem():
 
 
 def test_recovery_loss_trains_switch_and_selector_on_a_toy_scene():
-    from nl_tracker_ros.recovery.training import (RecoveryLossWeights, recovery_loss,
-                                                  sample_proposals, box_iou_cxcywh)
+    from nl_tracker_ros.training.recovery_loss import (RecoveryLossWeights, box_iou_cxcywh,
+                                                       recovery_loss, sample_proposals)
     from nl_tracker_ros.recovery.tsr import GuidedSelector
     torch.manual_seed(1)
     d, s, b = 8, 8, 4
@@ -150,7 +151,7 @@ def test_recovery_loss_trains_switch_and_selector_on_a_toy_scene():
 
 
 def test_hard_negatives_are_used_first_unless_they_overlap_the_target():
-    from nl_tracker_ros.recovery.training import box_iou_cxcywh, sample_proposals
+    from nl_tracker_ros.training.recovery_loss import box_iou_cxcywh, sample_proposals
     gt = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]])
     far = torch.tensor([[0.8, 0.8, 0.2, 0.2]])
     on_target = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
@@ -162,7 +163,7 @@ def test_hard_negatives_are_used_first_unless_they_overlap_the_target():
 
 
 def test_absent_samples_only_push_their_regions_down():
-    from nl_tracker_ros.recovery.training import RecoveryLossWeights, recovery_loss
+    from nl_tracker_ros.training.recovery_loss import RecoveryLossWeights, recovery_loss
     torch.manual_seed(0)
     d, s = 8, 8
     sw = AdaptiveRetrievalSwitch(d, d, dim=16, roi_size=3, fg_classifiers=2, parts=2,
@@ -184,8 +185,8 @@ def test_absent_samples_only_push_their_regions_down():
 def test_mismatch_term_separates_a_description_from_one_its_target_does_not_fit():
     """Targets are a shape pattern plus one of two colours; the wrong description names the
     right shape with the other colour. Only the mismatch term asks for this distinction."""
-    from nl_tracker_ros.recovery.training import (RecoveryLossWeights, recovery_loss,
-                                                  sample_proposals)
+    from nl_tracker_ros.training.recovery_loss import (RecoveryLossWeights, recovery_loss,
+                                                       sample_proposals)
     torch.manual_seed(2)
     d, s, b = 8, 8, 4
     shape, colour = torch.randn(b, d), torch.randn(2, d)

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from nl_tracker_ros.model.config import get_preset
-from nl_tracker_ros.recovery import RecoveryConfig
-from nl_tracker_ros.recovery.policy import RecoveryPolicy, build_policy
+from nl_tracker_ros.recovery.config import PLAIN_STATES, MethodConfig, RecoveryConfig
+from nl_tracker_ros.recovery.policy import Policy, build_policy
+from nl_tracker_ros.recovery.switch import build_recovery
 from nl_tracker_ros.state_machine import StateMachineConfig
 from nl_tracker_ros.track_types import HOLDING_STATES as HELD, EventKind, TrackState
 
@@ -17,12 +18,12 @@ trk = pytest.importorskip('nl_tracker_ros.tracker')
 @pytest.fixture(scope='module')
 def tracker():
     torch.manual_seed(0)
-    cfg = RecoveryConfig(states=StateMachineConfig(grounding_timeout_s=0.3,
-                                                   search_timeout_s=0.3))
-    mc = get_preset('jointnlt-tiny')
-    policy = build_policy(cfg, mc.dim, mc.dim, 'cpu', random_init=True)
-    return trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny',
-                                               random_weights=True), 'cpu', recovery=policy)
+    tracker = trk.build_tracker(trk.TrackerConfig(preset='jointnlt-tiny', random_weights=True),
+                                'cpu')
+    states = StateMachineConfig(grounding_timeout_s=0.3, search_timeout_s=0.3)
+    dim = get_preset('jointnlt-tiny').dim
+    tracker.policy = Policy(states, build_recovery(MethodConfig(), dim, dim, random_init=True))
+    return tracker
 
 
 def frames(n, seed=0):
@@ -30,9 +31,13 @@ def frames(n, seed=0):
     return [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def test_build_policy_off_gives_the_plain_tracker():
-    assert build_policy(RecoveryConfig(enabled=False), 8, 8) is None
-    assert isinstance(build_policy(RecoveryConfig(), 8, 8), RecoveryPolicy)
+def test_recovery_off_is_the_same_policy_configured_never_to_lose():
+    plain = build_policy(RecoveryConfig(enabled=False), 'jointnlt-tiny', '', 8)
+    assert plain.states == PLAIN_STATES and plain.scorer is None
+    assert PLAIN_STATES.accept_threshold == PLAIN_STATES.keep_threshold == 0.0
+    on = build_policy(RecoveryConfig(), 'jointnlt-tiny', '', 8)
+    assert on.states == StateMachineConfig() and on.scorer is not None
+    assert not on.scorer.uses_switch      # nothing fitted for the tiny model: heatmaps only
 
 
 def test_unmatched_description_searches_then_reports_not_found(tracker):
@@ -58,7 +63,7 @@ def test_given_box_is_tracked_then_lost_without_moving_the_search_centre(tracker
     assert results[0].events[0].box_xywh == box
     lost = [r for r in results if any(e.kind == EventKind.LOST for e in r.events)]
     assert lost and lost[0].events[0].box_xywh == box   # the last confident box: the given one
-    assert tracker.search_box_xywh == box
+    assert tracker.policy.counters.box_xywh == box
     for r in results:
         assert (r.box_xywh is None) == (r.state not in HELD)
         assert r.candidate_xywh is None or r.state not in HELD
@@ -77,11 +82,11 @@ def test_switching_commands_every_frame_leaks_no_threads_or_state(tracker):
         assert r.track_id == ids[-1] and r.state in (TrackState.GROUNDING, TrackState.TRACKING)
     assert ids == list(range(ids[0], ids[0] + 20))
     assert threading.active_count() == threads
-    gpo = tracker.recovery.recovery.switch.gpo_t
+    gpo = tracker.policy.scorer.switch.gpo_t
     assert len(gpo._cache) <= 65                         # bounded cache
     ev = tracker.set_command('', 3.0)
     assert [e.kind for e in ev] == [EventKind.STOPPED]
-    assert tracker.recovery.state == TrackState.IDLE
+    assert tracker.state == TrackState.IDLE
 
 
 @pytest.mark.parametrize('words', ['colour-kind', 'kind'])

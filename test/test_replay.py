@@ -13,11 +13,11 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy', reason='ROS 2 wheels not installed (scripts/setup.sh)')
 pytest.importorskip('nl_tracker_ros.msg', reason='messages not built (scripts/setup.sh)')
-bags = pytest.importorskip('nl_tracker_ros.bags')
+bags = pytest.importorskip('nl_tracker_ros.inputs.bags')
 
 from nl_tracker_ros import evaluation as ev  # noqa: E402
+from nl_tracker_ros.inputs import Sequence  # noqa: E402
 from nl_tracker_ros.ros import replay as rp  # noqa: E402
-from nl_tracker_ros.sequence import Sequence  # noqa: E402
 from nl_tracker_ros.track_types import TrackState  # noqa: E402
 
 N = 8
@@ -73,8 +73,8 @@ def setup(tmp_path_factory):
 
 
 def test_deterministic_replay_matches_offline(setup):
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     from nl_tracker_ros.ros.params import configs_from_values
+    from nl_tracker_ros.tracker import build_tracker
 
     weights, bag, player = setup
     seq = bags.read_sequence(bag)
@@ -84,7 +84,7 @@ def test_deterministic_replay_matches_offline(setup):
     # The same tracker the node builds from the same parameters (recovery as configured there).
     configs = configs_from_values({'tracker.preset': 'jointnlt-tiny', 'tracker.device': 'cpu',
                                    'tracker.weights': str(weights)})
-    tracker = build_tracker_with_recovery(configs.tracker, configs.recovery)
+    tracker = build_tracker(configs.tracker, recovery=configs.recovery)
     offline = ev.run_sequence(tracker, seq, ev.EvalConfig(prefetch=0))
     assert [TrackState(s) for s in replayed.states] == [TrackState(s) for s in offline.states]
     # The node sends float32 boxes, candidates included (random weights: some are not held).

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from nl_tracker_ros import evaluation as ev
-from nl_tracker_ros import report
-from nl_tracker_ros.sequence import Sequence
+from nl_tracker_ros.evaluation import report
+from nl_tracker_ros.inputs import Sequence
 from nl_tracker_ros.track_types import TrackResult, TrackState as S
 
 BOX = (60.0, 70.0, 20.0, 10.0)    # below the text lines of the overlay

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from nl_tracker_ros.ros import image as imconv
+from nl_tracker_ros import images as imconv
 
 
 @pytest.fixture

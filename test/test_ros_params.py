@@ -5,8 +5,9 @@ from typing import Literal
 
 import pytest
 
-from nl_tracker_ros.config import to_dict
+from nl_tracker_ros.config import param, to_dict
 from nl_tracker_ros.errors import ConfigError
+from nl_tracker_ros.recovery.config import RecoveryConfig
 from nl_tracker_ros.ros import params
 from nl_tracker_ros.tracker import TrackerConfig
 
@@ -15,22 +16,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @dataclasses.dataclass(frozen=True)
 class Inner:
-    size: int = 3                   # cells per side
-    # the names, in order
-    names: tuple[str, ...] = ('a', 'b')
+    size: int = param(3, 'cells per side', (1, 9))
+    names: tuple[str, ...] = param(('a', 'b'), 'the names, in order')
+    hidden: int = 4               # no help: a setting of the method, not a parameter
 
 
 @dataclasses.dataclass(frozen=True)
 class Outer:
-    mode: Literal['x', 'y'] = 'x'
-    rate: float = 2
-    label: str | None = None
-    inner: Inner = dataclasses.field(default_factory=Inner)
-    weights: tuple[float, ...] = ()
+    mode: Literal['x', 'y'] = param('x', 'which mode')
+    rate: float = param(2, 'how often', live=True)
+    label: str | None = param(None, 'a label, unset by default')
+    inner: Inner = Inner()
+    weights: tuple[float, ...] = param((), 'weights, none by default')
 
 
-def test_specs_flatten_nested_fields_with_kinds_and_defaults():
-    specs = {s.name: s for s in params.param_specs(Outer, 'p', live=frozenset({'p.rate'}))}
+def test_specs_flatten_nested_fields_with_kinds_defaults_help_and_ranges():
+    specs = {s.name: s for s in params.param_specs(Outer, 'p')}
     assert set(specs) == {'p.mode', 'p.rate', 'p.label', 'p.inner.size', 'p.inner.names',
                           'p.weights'}
     assert specs['p.weights'].kind == 'float_array' and specs['p.weights'].optional
@@ -42,16 +43,14 @@ def test_specs_flatten_nested_fields_with_kinds_and_defaults():
     assert specs['p.inner.names'].kind == 'str_array'
     assert specs['p.inner.names'].default == ['a', 'b']
     assert not specs['p.rate'].read_only and specs['p.mode'].read_only
-    # descriptions come from the field comments (trailing or just above), else the name
-    assert specs['p.inner.size'].description == 'cells per side [int]'
-    assert specs['p.inner.names'].description == 'the names, in order [str_array]'
-    assert specs['p.rate'].description == 'Outer.rate [float]'
+    assert specs['p.inner.size'].description == 'cells per side'
+    assert specs['p.inner.size'].range == (1, 9) and specs['p.rate'].range is None
 
 
 def test_unsupported_field_type_is_a_config_error():
     @dataclasses.dataclass(frozen=True)
     class Bad:
-        table: dict = dataclasses.field(default_factory=dict)
+        table: dict = param(None, 'a table')
     with pytest.raises(ConfigError, match='table'):
         params.param_specs(Bad)
 
@@ -64,41 +63,49 @@ def test_flatten_unflatten_round_trip():
     assert params.unflatten({'a': None, 'b': 2}) == {'b': 2}   # unset optional = default
 
 
-def test_every_config_field_is_a_parameter_and_defaults_round_trip():
+def test_a_small_set_of_described_parameters_whose_defaults_round_trip():
     specs = params.node_specs()
     names = {s.name for s in specs}
+    assert len(specs) <= 26
     for f in dataclasses.fields(params.NodeConfig):
         assert f.name in names
-    for key in params.flatten(to_dict(TrackerConfig())):
-        assert f'tracker.{key}' in names
     configs = params.configs_from_values({s.name: s.default for s in specs})
-    assert configs.node == params.NodeConfig() and configs.tracker == TrackerConfig()
-    if configs.recovery is not None:
-        for key in params.flatten(to_dict(configs.recovery)):
-            assert f'recovery.{key}' in names
-        assert configs.recovery == configs.recovery.__class__()
+    assert configs == (params.NodeConfig(), TrackerConfig(), RecoveryConfig())
+    for key in params.flatten(to_dict(RecoveryConfig())):
+        assert f'recovery.{key}' in names
+    assert 'tracker.geometry' not in names          # a setting for parity checks only
     assert all(s.description for s in specs)
-    assert {s.name for s in specs if not s.read_only} == params.LIVE_PARAMETERS
+    assert {s.name for s in specs if not s.read_only} == {
+        'status_period', 'publish_debug_image', 'prefer_fresh_frames'}
+    # every number has a range, as the node declares it
+    assert all(s.range is not None for s in specs if s.kind in ('int', 'float'))
 
 
 def test_values_are_validated_with_the_parameter_named():
-    with pytest.raises(ConfigError, match='status_period'):
+    with pytest.raises(ConfigError, match='status_period: expected 0.01 .. 3600, got 0.0'):
         params.configs_from_values({'status_period': 0.0})
     with pytest.raises(ConfigError, match='image_qos'):
         params.configs_from_values({'image_qos': 'fast'})
     with pytest.raises(ConfigError, match='tracker'):
         params.configs_from_values({'tracker.no_such_field': 1})
+    with pytest.raises(ConfigError, match='recovery.states.keep_threshold'):
+        params.configs_from_values({'recovery.states.keep_threshold': -0.1})
 
 
-def test_shipped_params_file_is_valid_and_used_by_the_offline_reader(tmp_path):
-    node, tracker, _ = params.read_params_file(ROOT / 'config' / 'tracker.yaml')
-    assert isinstance(node, params.NodeConfig) and isinstance(tracker, TrackerConfig)
+def test_shipped_params_file_is_generated_from_the_dataclasses():
+    assert (ROOT / 'config' / 'tracker.yaml').read_text() == params.params_file_text()
+    assert params.read_params_file(ROOT / 'config' / 'tracker.yaml') == (
+        params.NodeConfig(), TrackerConfig(), RecoveryConfig())
+
+
+def test_params_file_reader_takes_nested_and_dotted_keys(tmp_path):
     custom = tmp_path / 'p.yaml'
     custom.write_text('tracker_node:\n  ros__parameters:\n    status_period: 0.5\n'
-                      '    tracker.precision: fp16\n    tracker:\n      pad: mean\n')
-    node, tracker, _ = params.read_params_file(custom, 'tracker_node')
-    assert node.status_period == 0.5
-    assert tracker.precision == 'fp16' and tracker.pad == 'mean'
+                      '    tracker.precision: fp16\n    recovery:\n      states:\n'
+                      '        lost_after_frames: 7\n')
+    node, tracker, recovery = params.read_params_file(custom, 'tracker_node')
+    assert node.status_period == 0.5 and tracker.precision == 'fp16'
+    assert recovery.states.lost_after_frames == 7
     custom.write_text('/**:\n  ros__parameters:\n    statsu_period: 0.5\n')
     with pytest.raises(ConfigError, match='statsu_period'):
         params.read_params_file(custom)
@@ -107,15 +114,37 @@ def test_shipped_params_file_is_valid_and_used_by_the_offline_reader(tmp_path):
         params.read_params_file(custom)
 
 
-def test_replay_hands_the_recovery_yaml_to_the_node_without_nulls(tmp_path):
-    """config/recovery.yaml leaves ``states.acquire_threshold`` unset (null), which a ROS
-    params file cannot carry; the node must read back the same settings."""
+def _args(*argv):
     from nl_tracker_ros.cli import build_parser
+    return build_parser().parse_args(list(argv))
+
+
+def test_config_option_applies_every_section_as_the_node_does(tmp_path):
+    from nl_tracker_ros.commands._tracking import configs
+    path = tmp_path / 'robot.yaml'
+    path.write_text('/**:\n  ros__parameters:\n    tracker:\n      precision: bf16\n'
+                    '    recovery:\n      colour_share: 0.3\n      states:\n'
+                    '        lost_after_frames: 7\n')
+    tracker, recovery = configs(_args('eval', 'data', '--config', str(path), '--threads', '2'))
+    assert tracker.precision == 'bf16' and tracker.threads == 2
+    assert recovery.colour_share == 0.3 and recovery.states.lost_after_frames == 7
+    path.write_text('tracker:\n  preset: jointnlt-base\nrecovery:\n  enabled: false\n')
+    tracker, recovery = configs(_args('track', 'x.mp4', '--config', str(path)))
+    assert tracker.preset == 'jointnlt-base' and not recovery.enabled
+    path.write_text('trackr:\n  preset: jointnlt-base\n')
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['trackr'\]"):
+        configs(_args('track', 'x.mp4', '--config', str(path)))
+
+
+def test_replay_hands_the_settings_to_the_node_as_they_were_read(tmp_path):
     from nl_tracker_ros.commands.replay import _node_params_file
-    from nl_tracker_ros.recovery import RecoveryConfig
-    root = pathlib.Path(__file__).resolve().parents[1]
-    args = build_parser().parse_args(['replay', 'x.mcap', '--recovery-config',
-                                      str(root / 'config' / 'recovery.yaml')])
-    path = _node_params_file(args, 'on', tmp_path / 'node.yaml')
-    assert 'null' not in path.read_text()
-    assert params.read_params_file(path).recovery == RecoveryConfig()
+    path = tmp_path / 'robot.yaml'
+    path.write_text('recovery:\n  kind_threshold: 0.3\n  states:\n    trial_frames: 4\n')
+    args = _args('replay', 'x.mcap', '--config', str(path))
+    written = _node_params_file(args, 'on', tmp_path / 'node.yaml')
+    assert 'null' not in written.read_text()
+    _, tracker, recovery = params.read_params_file(written)
+    assert tracker == TrackerConfig()
+    assert recovery == RecoveryConfig(kind_threshold=0.3,
+                                      states=dataclasses.replace(RecoveryConfig().states,
+                                                                 trial_frames=4))

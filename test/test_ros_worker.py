@@ -6,6 +6,7 @@ worker sees is deterministic; the lifecycle transitions are the real ones.
 import os
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -31,11 +32,14 @@ class BlockingTracker:
         self.device = 'cpu'
         self.stamps, self.commands = [], []
         self.entered, self.release = threading.Event(), threading.Event()
-        self.track_id = 0
+        self.track_id, self.text, self.state = 0, '', TrackState.IDLE
+        self.policy = types.SimpleNamespace(rejected=lambda stamp, reason: TrackEvent(
+            EventKind.COMMAND_REJECTED, stamp, self.track_id, reason))
 
     def set_command(self, text, stamp, box_xywh=None, image_size=None):
         self.commands.append((text, box_xywh))
         self.track_id += 1
+        self.text, self.state = text, TrackState.GROUNDING
         return (TrackEvent(EventKind.COMMAND_ACCEPTED, stamp, self.track_id, 'ok', box_xywh),)
 
     def update(self, image, stamp):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from nl_tracker_ros.config import from_dict
-from nl_tracker_ros.datasets import read_dataset
 from nl_tracker_ros.errors import ConfigError
+from nl_tracker_ros.inputs import read_dataset
 from nl_tracker_ros.scenes import RecipeMix, SceneRecipe, generate, get_mix, plan_scene, \
     render_scene
 from nl_tracker_ros.scenes import appearance as app
@@ -238,7 +238,7 @@ def test_recipe_config_and_presets():
 
 
 def test_scenes_command_writes_sequences_and_bags(tmp_path, capsys):
-    from nl_tracker_ros.bags import read_bag
+    from nl_tracker_ros.inputs.bags import read_bag
     from nl_tracker_ros.commands import scenes
     parser = argparse.ArgumentParser()
     scenes.add_arguments(parser)

@@ -10,8 +10,8 @@ from nl_tracker_ros.errors import ConfigError
 from nl_tracker_ros.track_types import EventKind, TrackState
 
 CFG = sm.StateMachineConfig(accept_threshold=0.6, keep_threshold=0.4, lost_after_frames=3,
-                            confirm_frames=2, confirm_iou=0.3, grounding_timeout_s=2.0,
-                            search_timeout_s=3.0, gone_search_interval_s=1.0,
+                            grounding_timeout_s=2.0, search_timeout_s=3.0,
+                            gone_search_interval_s=1.0,
                             trial_frames=0)    # the trial has its own tests
 BOX = (100.0, 80.0, 40.0, 60.0)
 FPS = 10.0
@@ -52,7 +52,7 @@ class Run:
 
     def acquire(self):
         self.command('the person in the red jacket')
-        for _ in range(self.cfg.confirm_frames + self.cfg.trial_frames):
+        for _ in range(1 + self.cfg.trial_frames):
             self.frame(good())
         assert self.state == TrackState.TRACKING
 
@@ -64,13 +64,13 @@ def test_idle_does_nothing_and_plans_nothing():
     assert sm.plan(r.state, r.c, 0.0, CFG) == sm.Mode.NONE
 
 
-def test_command_grounds_then_acquires_after_confirm_frames():
+def test_command_grounds_then_acquires_a_match():
     r = Run()
     ev = r.command('the red ball')
     assert [e.kind for e in ev] == [EventKind.COMMAND_ACCEPTED]
     assert r.state == TrackState.GROUNDING and r.c.track_id == 1
     assert sm.plan(r.state, r.c, r.t, CFG) == sm.Mode.GLOBAL
-    assert r.frame(good()) == ()          # one match is not enough (hysteresis)
+    assert r.frame(good(score=0.55)) == ()     # below accept_threshold: no match
     assert r.state == TrackState.GROUNDING
     ev = r.frame(good((102.0, 81.0, 40.0, 60.0)))
     assert [e.kind for e in ev] == [EventKind.ACQUIRED]
@@ -78,14 +78,6 @@ def test_command_grounds_then_acquires_after_confirm_frames():
     assert ev[0].box_xywh == (102.0, 81.0, 40.0, 60.0)
     assert ev[0].stamp == pytest.approx(r.t) and ev[0].reason
     assert sm.plan(r.state, r.c, r.t, CFG) == sm.Mode.LOCAL
-
-
-def test_disagreeing_matches_do_not_confirm():
-    r = Run()
-    r.command('the red ball')
-    r.frame(good(BOX))
-    r.frame(good((500.0, 400.0, 40.0, 60.0)))   # a different object: the streak restarts
-    assert r.state == TrackState.GROUNDING
 
 
 def test_one_weak_frame_does_not_flap():
@@ -113,20 +105,6 @@ def test_lost_after_n_weak_frames_with_last_confident_box():
     assert sm.plan(r.state, r.c, r.t, CFG) == sm.Mode.GLOBAL
 
 
-def test_confirmed_weak_frame_is_no_miss_and_moves_the_centre():
-    r = Run()
-    r.acquire()
-    r.frame(weak())
-    r.frame(weak())
-    confirmed = sm.Evidence(0.1, (300.0, 10.0, 20.0, 20.0), confirmed=True)
-    assert r.frame(confirmed) == () and r.state == TrackState.TRACKING
-    assert r.c.weak == 0 and r.c.box_xywh == (300.0, 10.0, 20.0, 20.0)
-    # unconfirmed, the same third weak frame is a LOST
-    r.frame(weak())
-    r.frame(weak())
-    assert [e.kind for e in r.frame(weak())] == [EventKind.LOST]
-
-
 def test_search_centre_does_not_follow_weak_or_lost_frames():
     r = Run()
     r.acquire()
@@ -139,7 +117,7 @@ def test_search_centre_does_not_follow_weak_or_lost_frames():
     assert r.state == TrackState.SEARCHING and r.c.box_xywh == held
 
 
-def test_refound_after_confirmed_matches_then_tracking():
+def test_refound_after_a_match_then_tracking():
     r = Run()
     r.acquire()
     for _ in range(3):
@@ -147,7 +125,6 @@ def test_refound_after_confirmed_matches_then_tracking():
     r.frame(sm.Evidence(0.0, None))
     assert r.state == TrackState.SEARCHING
     new = (400.0, 300.0, 40.0, 60.0)
-    r.frame(good(new))
     ev = r.frame(good(new))
     assert [e.kind for e in ev] == [EventKind.REFOUND]
     assert r.state == TrackState.REFOUND and r.c.box_xywh == new
@@ -220,11 +197,10 @@ def test_description_matching_nothing_ends_in_not_found_without_a_box():
 TRIAL = dataclasses.replace(CFG, trial_frames=2)
 
 
-def test_confirmed_match_is_tracked_on_trial_before_acquired():
+def test_a_match_is_tracked_on_trial_before_acquired():
     r = Run(TRIAL)
     r.command('the red ball')
-    r.frame(good())
-    assert r.frame(good()) == ()                       # matched twice: now on trial
+    assert r.frame(good()) == ()                       # matched: now on trial
     assert r.state == TrackState.GROUNDING and r.c.trial == 2
     assert sm.plan(r.state, r.c, r.t, TRIAL) == sm.Mode.LOCAL
     assert sm.centre(r.c) == BOX                       # the trial follows the match
@@ -250,7 +226,8 @@ def test_look_alike_failing_its_trial_is_never_held_and_timeout_runs_on():
         published.append(sm.reported(r.state, ev))
     assert r.kinds() == [EventKind.COMMAND_ACCEPTED, EventKind.NOT_FOUND]
     assert all(box is None for box, _ in published)
-    assert r.t == pytest.approx(TRIAL.grounding_timeout_s, abs=1.01 / FPS)
+    # a frame that begins a trial lets the trial decide: the timeout may show a frame later
+    assert r.t == pytest.approx(TRIAL.grounding_timeout_s, abs=2.01 / FPS)
 
 
 def test_refind_on_trial_keeps_the_last_held_box_until_it_passes():
@@ -261,14 +238,12 @@ def test_refind_on_trial_keeps_the_last_held_box_until_it_passes():
     assert r.state == TrackState.SEARCHING
     new = (400.0, 300.0, 40.0, 60.0)
     r.frame(good(new))
-    r.frame(good(new))
     assert r.state == TrackState.SEARCHING and sm.centre(r.c) == new
     assert r.c.box_xywh == BOX                        # the search centre of the held track
     r.frame(weak(box=new))                            # failed: back to the whole frame
     assert r.c.trial == 0 and sm.centre(r.c) == BOX
     assert sm.plan(r.state, r.c, r.t, TRIAL) == sm.Mode.GLOBAL
-    for _ in range(2):
-        r.frame(good(new))
+    r.frame(good(new))
     r.frame(good(new))
     ev = r.frame(good(new))
     assert [e.kind for e in ev] == [EventKind.REFOUND]
@@ -299,7 +274,7 @@ def test_new_command_mid_search_restarts_grounding_with_new_id():
     ev = r.command('the dog')
     assert r.state == TrackState.GROUNDING and r.c.track_id == old + 1
     assert ev[0].track_id == old + 1 and ev[0].kind == EventKind.COMMAND_ACCEPTED
-    assert r.c.box_xywh is None and r.c.weak == 0 and r.c.hits == 0
+    assert r.c.box_xywh is None and r.c.weak == 0 and r.c.candidate is None
     r.frame(weak())
     assert r.c.phase_start == pytest.approx(r.t)   # timeout counts from the new command's
     assert r.state == TrackState.GROUNDING          # first frame, not the old search's start
@@ -340,8 +315,11 @@ def test_command_with_box_starts_tracking_and_empty_command_stops():
     ev = r.command('   ')
     assert [e.kind for e in ev] == [EventKind.STOPPED]
     assert ev[0].track_id == tid and ev[0].box_xywh == BOX
+    assert ev[0].reason == 'empty command: tracking stopped'
     assert r.state == TrackState.IDLE
-    assert r.command('') == ()                      # stopping while idle says nothing
+    ev = r.command('')                               # stopping while idle: says so
+    assert [e.kind for e in ev] == [EventKind.STOPPED]
+    assert ev[0].reason == 'empty command: nothing was being tracked'
     assert r.command('the cup').__len__() == 1 and r.c.track_id == tid + 1
 
 
@@ -364,38 +342,11 @@ def test_frames_without_a_model_step_do_not_count():
     assert r.state == TrackState.TRACKING and r.c.weak == 2
 
 
-def test_acquire_threshold_applies_to_the_first_acquisition_only():
-    cfg = sm.StateMachineConfig(accept_threshold=0.6, keep_threshold=0.4, acquire_threshold=0.45,
-                                lost_after_frames=1, confirm_frames=2, trial_frames=0)
-    r = Run(cfg)
-    r.command('the red ball')
-    r.frame(good(score=0.5))
-    r.frame(good(score=0.5))             # below accept, above acquire: acquired
-    assert r.state == TrackState.TRACKING
-    r.frame(weak())
-    assert r.state == TrackState.LOST
-    for _ in range(4):
-        r.frame(good(score=0.5))         # a re-find still needs accept_threshold
-    assert r.state == TrackState.SEARCHING
-    r.frame(good(score=0.7))
-    r.frame(good(score=0.7))
-    assert r.state == TrackState.REFOUND
-    r.command('the blue ball')           # a new command acquires at acquire_threshold again
-    r.frame(good(score=0.5))
-    r.frame(good(score=0.5))
-    assert r.kinds()[-1] == EventKind.ACQUIRED and r.state == TrackState.TRACKING
-    strict = Run()                       # unset: the first acquisition needs accept too
-    strict.command('the red ball')
-    strict.frame(good(score=0.5))
-    strict.frame(good(score=0.5))
-    assert strict.state == TrackState.GROUNDING
-
-
 def test_config_rejects_inverted_hysteresis():
     with pytest.raises(ConfigError):
         sm.StateMachineConfig(accept_threshold=0.3, keep_threshold=0.5)
-    with pytest.raises(ConfigError):
-        sm.StateMachineConfig(keep_threshold=0.3, acquire_threshold=0.2)
+    with pytest.raises(ConfigError, match='accept_threshold: expected 0 .. 1, got 1.5'):
+        sm.StateMachineConfig(accept_threshold=1.5)
     with pytest.raises(ConfigError):
         sm.StateMachineConfig(lost_after_frames=0)
     with pytest.raises(ConfigError, match='trial_frames'):

@@ -12,6 +12,8 @@ from nl_tracker_ros import tracker as trk
 from nl_tracker_ros.errors import ConfigError, InputError
 from nl_tracker_ros.model.config import get_preset
 from nl_tracker_ros.model.jointnlt import HeadOutput, TextFeatures
+from nl_tracker_ros.recovery.policy import Policy
+from nl_tracker_ros.state_machine import Evidence, StateMachineConfig
 from nl_tracker_ros.text import TextTokenizer
 from nl_tracker_ros.track_types import EventKind, TrackState
 
@@ -62,10 +64,10 @@ class FakeModel(torch.nn.Module):
         return self._head(self.track_box, search.shape[1])
 
 
-def _fake_tracker(recovery=None, **kw):
+def _fake_tracker(policy=None, **kw):
     model = FakeModel(**kw)
     cfg = trk.TrackerConfig(preset='jointnlt-tiny', random_weights=True)
-    return trk.Tracker(model, MC, cfg, torch.device('cpu'), TextTokenizer(), recovery), model
+    return trk.Tracker(model, MC, cfg, torch.device('cpu'), TextTokenizer(), policy), model
 
 
 def _frame(h=240, w=320, seed=0):
@@ -118,7 +120,7 @@ def test_search_region_follows_the_last_box_and_temporal_chains():
         cx = r.box_xywh[0] + r.box_xywh[2] / 2
         # Head says the centre is at 0.6 of the crop: 0.1 * side right of the crop centre.
         assert cx - cx_prev == pytest.approx(0.1 * side, abs=0.51)
-        assert r.box_xywh[2] == pytest.approx(max(0.1 * side, tr.config.min_box_px))
+        assert r.box_xywh[2] == pytest.approx(max(0.1 * side, trk.MIN_BOX_PX))
         prev = r.box_xywh
     # Each track call gets the temporal output of the previous step.
     assert model.temporals[0] is not None
@@ -147,7 +149,7 @@ def test_boxes_stay_inside_the_frame():
     for i in range(6):
         x, y, w, h = tr.update(im, i).box_xywh
         assert 0 <= x and 0 <= y and x + w <= 160 + 1e-6 and y + h <= 120 + 1e-6
-        assert w >= tr.config.min_box_px and h >= tr.config.min_box_px
+        assert w >= trk.MIN_BOX_PX and h >= trk.MIN_BOX_PX
 
 
 def test_init_box_skips_grounding():
@@ -222,54 +224,56 @@ def test_bad_images_raise_input_error(bad):
         tr.update(bad, 0.1)
 
 
-class ScriptedRecovery:
-    """Recovery stand-in: tracks locally, declares LOST on frame 3, re-finds on frame 5."""
+class ScriptedPolicy(Policy):
+    """The real policy's state machine, with the evidence scripted per frame: a match on
+    frame 1, weak frames 3-4 (LOST after two), a match again on frame 5 (REFOUND)."""
 
     def __init__(self):
-        self.begins = []
-        self.frame = 0
+        super().__init__(StateMachineConfig(trial_frames=0, lost_after_frames=2))
+        self.frame, self.steps, self.templates = 0, [], 0
 
-    def begin(self, track_id, text, stamp, box):
-        self.begins.append((track_id, text))
-        self.frame = 0
+    def template_changed(self, template_tokens):
+        self.templates += 1
 
-    def step(self, tracker, image, stamp):
+    def evidence(self, plan, step, image):
         self.frame += 1
-        if self.frame == 1:
-            g = tracker.global_step(image)
-            return trk.Decision(TrackState.TRACKING, g.box_xywh, g.score, (),
-                                search_box_xywh=g.box_xywh, template_box_xywh=g.box_xywh)
-        loc = tracker.local_step(image, tracker.search_box_xywh)
+        self.steps.append(None if step is None else (step.kind, plan.centre))
         if self.frame in (3, 4):
-            return trk.Decision(TrackState.LOST, None, 0.0, ())
+            return Evidence(0.1, step.box_xywh)
         if self.frame == 5:
-            return trk.Decision(TrackState.REFOUND, (5, 5, 20, 20), 0.9, (),
-                                search_box_xywh=(5, 5, 20, 20), template_box_xywh=(5, 5, 20, 20))
-        return trk.Decision(TrackState.TRACKING, loc.box_xywh, loc.score,
-                            search_box_xywh=loc.box_xywh)
+            return Evidence(0.9, (5.0, 5.0, 20.0, 20.0))
+        return Evidence(0.9, step.box_xywh)
 
 
-def test_recovery_seam_controls_state_search_centre_and_template():
-    rec = ScriptedRecovery()
-    tr, model = _fake_tracker(recovery=rec)
+def test_the_tracker_runs_the_steps_its_policy_plans_and_applies_the_decisions():
+    policy = ScriptedPolicy()
+    tr, model = _fake_tracker(policy)
     tr.set_command('a dog', 0.0)
-    assert rec.begins == [(1, 'a dog')]
     im = _frame(480, 640)
     r1 = tr.update(im, 0.1)
     assert r1.state == TrackState.TRACKING and 'recovery' in r1.timing_ms
+    assert policy.steps == [('global', None)] and policy.templates == 1
     r2 = tr.update(im, 0.2)
-    centre = tr.search_box_xywh
-    assert centre == r2.box_xywh
+    assert policy.steps[-1] == ('local', r1.box_xywh)
     r3 = tr.update(im, 0.3)
-    assert r3.state == TrackState.LOST and r3.box_xywh is None
-    assert tr.search_box_xywh == centre          # not moved while lost
-    tr.update(im, 0.4)
+    assert policy.steps[-1] == ('local', r2.box_xywh) and r3.box_xywh is not None
+    r4 = tr.update(im, 0.4)
+    assert r4.state == TrackState.LOST and r4.box_xywh is None
+    assert policy.steps[-1] == ('local', r2.box_xywh)       # weak frames moved nothing
     images_before = model.calls['image']
-    r5 = tr.update(im, 0.5)
-    assert r5.state == TrackState.REFOUND and tr.search_box_xywh == (5.0, 5.0, 20.0, 20.0)
-    assert model.calls['image'] == images_before + 2   # search crop + new template
-    tr.set_command('', 0.6)
-    assert rec.begins[-1] == (1, '')
+    r5 = tr.update(im, 0.5)                       # searching: the whole frame, re-found
+    assert policy.steps[-1] == ('global', None)
+    assert r5.state == TrackState.REFOUND and r5.box_xywh == (5.0, 5.0, 20.0, 20.0)
+    assert model.calls['image'] == images_before + 1   # the whole frame; the template stays
+    assert policy.templates == 1
+    tr.update(im, 0.6)
+    assert policy.steps[-1] == ('local', (5.0, 5.0, 20.0, 20.0))
+    # the temporal clue comes from the last followed step: frame 4 kept frame 2's (frame 3
+    # was weak), frame 6 got frame 5's whole-frame clue (the fake stamps clues with the number
+    # of track calls before them)
+    assert [float(t[0, 0, 0]) for t in model.temporals] == [0.0, 1.0, 1.0, 3.0]
+    assert [e.kind for e in tr.set_command('', 0.7)] == [EventKind.STOPPED]
+    assert tr.state == TrackState.IDLE
 
 
 def test_tracker_core_does_not_import_ros():
@@ -286,8 +290,8 @@ def test_tracker_core_does_not_import_ros():
 def test_config_and_device_validation():
     with pytest.raises(ConfigError):
         trk.resolve_device('tpu')
-    with pytest.raises(ConfigError):
-        trk.TrackerConfig(min_box_px=0)
+    with pytest.raises(ConfigError, match='tracker.threads'):
+        trk.TrackerConfig(threads=-1)
     with pytest.raises(ConfigError):
         trk.TrackerConfig(geometry='approximate')
     assert trk.resolve_device('cpu').type == 'cpu'

@@ -8,9 +8,9 @@ import torch
 
 from nl_tracker_ros.config import from_dict
 from nl_tracker_ros.errors import CheckpointError, ConfigError, InputError
+from nl_tracker_ros.inputs import Sequence
 from nl_tracker_ros.model.config import get_preset
 from nl_tracker_ros.model.jointnlt import build_model
-from nl_tracker_ros.sequence import Sequence
 from nl_tracker_ros.text import TextTokenizer
 from nl_tracker_ros.training import (SampleConfig, SequenceSamples, TrainConfig, box_loss,
                                      build_optimizer, collate, giou_loss, joint_loss, train)

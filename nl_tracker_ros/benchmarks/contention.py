@@ -40,15 +40,14 @@ def _child(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nl_tracker_ros.recovery.config import RecoveryConfig
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
-    from nl_tracker_ros.tracker import TrackerConfig
+    from nl_tracker_ros.tracker import TrackerConfig, build_tracker
 
     data = np.load(args.frames_file)
     frames, text = list(data['frames']), str(data['text'])
     # torch-defaults: threads as torch chose them at import (every core)
     threads = args.threads if args.policy == 'ours' else __import__('torch').get_num_threads()
-    tracker = build_tracker_with_recovery(TrackerConfig(device='cpu', threads=threads),
-                                          RecoveryConfig())
+    tracker = build_tracker(TrackerConfig(device='cpu', threads=threads), 'cpu',
+                            RecoveryConfig())
     tracker.set_command(text, 0.0)
     for i in range(3):                     # warm-up
         tracker.update(frames[i], i / 30)

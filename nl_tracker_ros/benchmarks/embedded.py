@@ -15,7 +15,6 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 
 def time_tracker(tracker, frames: list[np.ndarray], text: str) -> dict:
@@ -40,27 +39,24 @@ def time_tracker(tracker, frames: list[np.ndarray], text: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Print the table; returns an exit code."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--threads', type=int, nargs='+', default=[2])
+    ap.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     ap.add_argument('--frames', type=int, default=150)
     ap.add_argument('--seed', type=int, default=30000, help='scene seed (held-out range)')
     ap.add_argument('--no-recovery', action='store_true', help='only the plain tracker')
     args = ap.parse_args(argv)
     from nl_tracker_ros.recovery.config import RecoveryConfig
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
     from nl_tracker_ros.scenes.writer import generate
     from nl_tracker_ros.tracker import TrackerConfig, build_tracker
 
     with tempfile.TemporaryDirectory() as tmp:
         seq = generate(tmp, 1, args.seed, 'heldout', 640, 480, args.frames)[0]
         frames = [seq.load_frame(i) for i in range(len(seq))]
-    cfg = TrackerConfig(device='cpu')
     for n in args.threads:
-        torch.set_num_threads(n)
+        cfg = TrackerConfig(device='cpu', threads=n)
         plain = build_tracker(cfg, 'cpu')
         variants = [('plain', plain)]
         if not args.no_recovery:   # the shipped switch with the shipped weights
-            variants.append(('recovery', build_tracker_with_recovery(cfg, RecoveryConfig(),
-                                                                     'cpu')))
+            variants.append(('recovery', build_tracker(cfg, 'cpu', RecoveryConfig())))
         for name, tracker in variants:
             r = time_tracker(tracker, frames, seq.text)
             stages = '  '.join(f'{k} {v:.1f}' for k, v in r['stages'].items())

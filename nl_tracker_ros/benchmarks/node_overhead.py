@@ -123,9 +123,9 @@ def measure_overhead(frames: int) -> None:
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
+    from nl_tracker_ros import images as imconv
     from nl_tracker_ros import preprocessing as pp
     from nl_tracker_ros.msg import TrackedTarget
-    from nl_tracker_ros.ros import image as imconv
     from nl_tracker_ros.ros.convert import target_msg
     from nl_tracker_ros.ros.qos import RESULT_QOS
     from nl_tracker_ros.track_types import TrackResult, TrackState

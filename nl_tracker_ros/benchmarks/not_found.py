@@ -51,22 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--frames', type=int, default=150)
     ap.add_argument('--switch-frames', type=int, default=600)
     ap.add_argument('--weights', default='', help='model weights (default: shipped)')
-    ap.add_argument('--recovery-config', metavar='YAML', help='RecoveryConfig YAML')
+    ap.add_argument('--config', metavar='YAML',
+                    help='settings: a ROS params file or "tracker:" / "recovery:" sections')
     ap.add_argument('--words', choices=('colour-kind', 'kind'), default='colour-kind',
                     help="unmatched descriptions: 'the purple star' (default) or 'the star'")
     args = ap.parse_args(argv)
-    from nl_tracker_ros.config import from_dict, load_yaml
-    from nl_tracker_ros.recovery.config import RecoveryConfig
-    from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
-    from nl_tracker_ros.scenes import get_mix, plan_scene, render_scene
-    from nl_tracker_ros.tracker import TrackerConfig
+    import dataclasses
 
-    rec = RecoveryConfig()
-    if args.recovery_config:
-        data = load_yaml(args.recovery_config)
-        rec = from_dict(RecoveryConfig, data.get('recovery', data), 'recovery')
-    tracker = build_tracker_with_recovery(TrackerConfig(device='cpu', weights=args.weights),
-                                          rec, 'cpu')
+    from nl_tracker_ros.commands._tracking import configs
+    from nl_tracker_ros.scenes import get_mix, plan_scene, render_scene
+    from nl_tracker_ros.tracker import build_tracker
+
+    tcfg, rec = configs(args)
+    tcfg = dataclasses.replace(tcfg, device='cpu', weights=args.weights or tcfg.weights)
+    tracker = build_tracker(tcfg, 'cpu', dataclasses.replace(rec, enabled=True))
     mix, rng = get_mix('heldout'), np.random.default_rng(0)
     total = {'frames': 0, 'boxes': 0, 'found': 0, 'delays': []}
     print('scene                description                 boxes/frames  best score  '

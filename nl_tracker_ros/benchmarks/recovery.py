@@ -12,9 +12,9 @@ Prints median and p95 milliseconds of:
   AdaRS on the candidates, on features of the grounding image;
 - ``search 640x480, model grounding``: ``Tracker.global_step`` (resize, image encoder, grounding
   head) of the preset with random weights, when the model package is available;
-- ``colour check, 200x300 box``: ``search.colour_share`` on a match not held yet (whole-frame
+- ``colour check, 200x300 box``: ``recovery.colour_share`` on a match not held yet (whole-frame
   or trial frames of a command that names a colour; never on a held target's frames);
-- ``kind check, 200x300 box``: ``search.kind_threshold`` on the same frames of a command that
+- ``kind check, 200x300 box``: ``recovery.kind_threshold`` on the same frames of a command that
   names a kind (a crop and the kind classifier, random weights of the shipped size).
 
 Switch and selector have random weights of the configured sizes (cost does not depend on the
@@ -31,9 +31,11 @@ import numpy as np
 import torch
 
 from nl_tracker_ros.colours import colour_share
-from nl_tracker_ros.recovery import RecoveryConfig, Region, build_recovery
+from nl_tracker_ros.preprocessing import CropGeometry
+from nl_tracker_ros.recovery.config import MethodConfig
 from nl_tracker_ros.recovery.kinds import KindCheck, KindClassifier
-from nl_tracker_ros.recovery.kinds_fit import scene_kinds
+from nl_tracker_ros.recovery.switch import build_recovery
+from nl_tracker_ros.training.kinds_fit import scene_kinds
 
 
 def times_ms(fn, repeats: int, warmup: int = 3) -> tuple[float, float]:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from nl_tracker_ros.model.config import get_preset
     mc = get_preset(args.preset)
     dim, s_search, s_ground = mc.dim, mc.search_size // mc.stride, mc.grounding_size // mc.stride
-    cfg = RecoveryConfig()
+    cfg = MethodConfig()
     rng = torch.Generator().manual_seed(0)
     text = types.SimpleNamespace(tokens=torch.randn(1, mc.max_text_len, dim, generator=rng),
                                  pad_mask=torch.zeros(1, mc.max_text_len, dtype=torch.bool))
@@ -82,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     local = fake_head(dim, s_search, rng)
     ground = fake_head(dim, s_ground, rng)
     frame = (640, 480)
-    crop = Region(200.0, 100.0, 300.0, 300.0)
-    whole = Region(0.0, 0.0, 640.0, 640.0)    # 640x480 letterboxed into the square input
-    own = tuple(whole.to_frame(ground.box_cxcywh[0].numpy())[0])   # the grounding box, pixels
+    # a 300x300 search region at (200, 100), and 640x480 letterboxed into the square input
+    ss, gs = mc.search_size, mc.grounding_size
+    crop = CropGeometry(200.0, 100.0, ss / 300, ss / 300, ss, ss)
+    whole = CropGeometry(0.0, 0.0, gs / 640, gs / 640, gs, gs)
+    own = tuple(whole.norm_cxcywh_to_frame(ground.box_cxcywh[0].numpy()))   # grounding box
+    box = tuple(crop.norm_cxcywh_to_frame(local.box_cxcywh[0].numpy()))     # tracked box
     tracker = None
     if not args.no_model:
         try:
@@ -96,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f'model grounding skipped: {exc}')
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     cases = [
-        ('local, heatmap only', lambda: plain.local(local, crop)),
-        ('local, AdaRS k=5', lambda: full.local(local, crop)),
+        ('local, heatmap only', lambda: plain.local(local, crop, box)),
+        ('local, AdaRS k=5', lambda: full.local(local, crop, box)),
         ('search 640x480, recovery part',
          lambda: full.search(ground, whole, own, frame, (80, 160))),
     ]

@@ -74,9 +74,9 @@ class _Live:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the scene, replay it through a freshly started node, report and judge."""
-    from nl_tracker_ros.bags import read_sequence
     from nl_tracker_ros.evaluation import EvalConfig, summarize, write_results
-    from nl_tracker_ros.report import write_report
+    from nl_tracker_ros.evaluation.report import write_report
+    from nl_tracker_ros.inputs.bags import read_sequence
     from nl_tracker_ros.ros.replay import ReplayConfig, replay_sequences
     from nl_tracker_ros.scenes.writer import timed_generate
     from nl_tracker_ros.track_types import EventKind

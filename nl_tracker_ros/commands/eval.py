@@ -10,7 +10,7 @@ HELP = 'evaluate the tracker offline on dataset folders or bags: JSON, plots, ov
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``nl-tracker eval``."""
     from nl_tracker_ros.commands._tracking import add_tracker_arguments
-    from nl_tracker_ros.metrics import CONVENTIONS
+    from nl_tracker_ros.evaluation.metrics import CONVENTIONS
 
     parser.add_argument('data', nargs='+',
                         help='dataset folders (LaSOT, TNL2K, OTB99-Lang, generated scenes) '
@@ -59,9 +59,8 @@ def _results_arg(text: str) -> tuple[str, pathlib.Path]:
 
 def load_inputs(paths, log=print) -> tuple[list, list[tuple[str, str]]]:
     """Sequences from dataset folders and bags, plus (name, reason) for each one left out."""
-    from nl_tracker_ros.datasets import read_dataset
     from nl_tracker_ros.errors import InputError
-    from nl_tracker_ros.evaluation import is_bag, open_bag
+    from nl_tracker_ros.inputs import is_bag, open_bag, read_dataset
 
     sequences, skipped = [], []
     for p in paths:
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from nl_tracker_ros.errors import InputError
     from nl_tracker_ros.evaluation import (EvalConfig, run_batch, run_from_results, summarize,
                                            write_results)
-    from nl_tracker_ros.report import write_report
+    from nl_tracker_ros.evaluation.report import write_report
 
     config = EvalConfig(init=args.init, convention=args.convention, fps=args.fps)
     given = [_results_arg(r) for r in args.results]

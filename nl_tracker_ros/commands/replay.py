@@ -10,7 +10,7 @@ HELP = 'replay bags through the tracker node over ROS 2 and score its answers'
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``nl-tracker replay``."""
     from nl_tracker_ros.commands._tracking import add_tracker_arguments
-    from nl_tracker_ros.metrics import CONVENTIONS
+    from nl_tracker_ros.evaluation.metrics import CONVENTIONS
 
     parser.add_argument('bags', nargs='+', help='rosbag2 recordings with ground truth')
     parser.add_argument('--out', metavar='DIR', default='runs/replay',
@@ -36,33 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _node_params_file(args, setting: str | None, path: pathlib.Path) -> pathlib.Path:
-    """Write the tracker settings of ``args`` as a ROS params file for the launched node."""
+    """Write the settings of ``args`` (--config and overrides, recovery ``setting`` 'on' /
+    'off' or None to keep the config's) as a ROS params file for the launched node."""
     import dataclasses
 
     import yaml
 
-    from nl_tracker_ros.commands._tracking import (RECOVERY_UNAVAILABLE, recovery_config,
-                                                   tracker_config)
+    from nl_tracker_ros.commands._tracking import configs
     from nl_tracker_ros.config import to_dict
-    from nl_tracker_ros.errors import ConfigError
     from nl_tracker_ros.ros.params import flatten, unflatten
 
-    cfg = tracker_config(args)
-    params: dict = {}
-    if 'recovery' in {f.name for f in dataclasses.fields(cfg)}:
-        if setting is not None:
-            cfg = dataclasses.replace(cfg, recovery=dataclasses.replace(
-                cfg.recovery, enabled=setting == 'on'))
-    elif setting is not None or args.recovery_config:
-        try:
-            rec = recovery_config(args)
-        except ConfigError:
-            raise ConfigError(f'--recovery {setting}: {RECOVERY_UNAVAILABLE}') from None
-        if setting is not None:
-            rec = dataclasses.replace(rec, enabled=setting == 'on')
-        params['recovery'] = to_dict(rec)
+    tracker, recovery = configs(args)
+    if setting is not None:
+        recovery = dataclasses.replace(recovery, enabled=setting == 'on')
     # ROS has no null: an unset field (None) is left out, as the node reads it
-    params = unflatten(flatten({'tracker': to_dict(cfg), **params}))
+    params = unflatten(flatten({'tracker': to_dict(tracker), 'recovery': to_dict(recovery)}))
+    params['tracker'].pop('geometry', None)       # not a node parameter
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}, sort_keys=False),
                     encoding='utf-8')
@@ -71,10 +60,10 @@ def _node_params_file(args, setting: str | None, path: pathlib.Path) -> pathlib.
 
 def run(args: argparse.Namespace) -> int:
     """Launch the node (unless --no-launch), replay every bag, write the report."""
-    from nl_tracker_ros.bags import read_sequence
     from nl_tracker_ros.errors import InputError
     from nl_tracker_ros.evaluation import EvalConfig, summarize, write_results
-    from nl_tracker_ros.report import write_report
+    from nl_tracker_ros.evaluation.report import write_report
+    from nl_tracker_ros.inputs.bags import read_sequence
     from nl_tracker_ros.ros.replay import ReplayConfig, replay_sequences
 
     config = EvalConfig(convention=args.convention)

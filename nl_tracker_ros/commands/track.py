@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from nl_tracker_ros.boxes import validate_box_xywh
     from nl_tracker_ros.commands._tracking import make_tracker
     from nl_tracker_ros.errors import InputError
-    from nl_tracker_ros.evaluation import EvalConfig, open_input, run_sequence, write_results
-    from nl_tracker_ros.report import write_overlay
+    from nl_tracker_ros.evaluation import EvalConfig, run_sequence, write_results
+    from nl_tracker_ros.evaluation.report import write_overlay
+    from nl_tracker_ros.inputs import open_input
 
     source = open_input(args.input, args.text or '', fps=args.fps)
     if not source.text.strip():

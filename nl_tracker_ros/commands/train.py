@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from nl_tracker_ros.config import from_dict, load_yaml
-    from nl_tracker_ros.datasets import read_dataset
+    from nl_tracker_ros.inputs import read_dataset
     from nl_tracker_ros.model.config import get_preset
     from nl_tracker_ros.training import SequenceSamples, TrainConfig, train
 

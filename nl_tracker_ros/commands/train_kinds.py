@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default='runs/kinds', metavar='DIR',
                         help='run folder: kinds.safetensors, check.json (runs/kinds)')
     parser.add_argument('--fit-config', metavar='YAML',
-                        help='KindsFitConfig fields (nl_tracker_ros.recovery.kinds_fit), '
+                        help='KindsFitConfig fields (nl_tracker_ros.training.kinds_fit), '
                              'optionally under a "kinds:" key')
     parser.add_argument('--scenes', type=int, help='generated scenes to cut crops from (2000)')
     parser.add_argument('--steps', type=int, help='optimizer steps (6000)')
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nl_tracker_ros.commands._fitting import fit_config
     from nl_tracker_ros.recovery.kinds import save_classifier
-    from nl_tracker_ros.recovery.kinds_fit import (KindsFitConfig, check_rates, collect_crops,
+    from nl_tracker_ros.training.kinds_fit import (KindsFitConfig, check_rates, collect_crops,
                                                    fit_kinds, probabilities)
 
     cfg = fit_config(args, KindsFitConfig, 'kinds')

@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='run folder: switch.safetensors, curve.csv, separation.json '
                              '(runs/recovery)')
     parser.add_argument('--fit-config', metavar='YAML',
-                        help='FitConfig fields (nl_tracker_ros.recovery.fit), optionally under '
-                             'a "fit:" key')
+                        help='FitConfig fields (nl_tracker_ros.training.recovery_fit), '
+                             'optionally under a "fit:" key')
     parser.add_argument('--scenes', type=int, help='generated scenes to sample (200)')
     parser.add_argument('--steps', type=int, help='optimizer steps (1500)')
     parser.add_argument('--seed', type=int, help='scene seed (4)')
@@ -31,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nl_tracker_ros.commands._fitting import fit_config
-    from nl_tracker_ros.commands._tracking import recovery_config, tracker_config
+    from nl_tracker_ros.commands._tracking import tracker_config
     from nl_tracker_ros.model.config import get_preset
-    from nl_tracker_ros.recovery.fit import FitConfig, collect, fit_recovery, separation
+    from nl_tracker_ros.recovery.config import MethodConfig
     from nl_tracker_ros.recovery.switch import save_weights
     from nl_tracker_ros.tracker import build_tracker
+    from nl_tracker_ros.training.recovery_fit import FitConfig, collect, fit_recovery, separation
 
     cfg = fit_config(args, FitConfig, 'fit')
     out = pathlib.Path(args.out)
@@ -63,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         parts = '  '.join(f'{k} {v:.3f}' for k, v in row.items() if k != 'step')
         print(f'step {step}/{cfg.steps}  {parts}', flush=True)
 
-    rec = recovery_config(args)
-    result = fit_recovery(train, rec, dim, dim, cfg, progress=logged)
+    result = fit_recovery(train, MethodConfig(), dim, dim, cfg, progress=logged)
     save_weights(out / 'switch.safetensors', result.switch, result.retrieval)
     keys = list(rows[0])
     (out / 'curve.csv').write_text(','.join(keys) + '\n' + ''.join(

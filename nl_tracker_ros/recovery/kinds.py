@@ -7,7 +7,7 @@ hexagon and a circle, look alike there, and the grounding itself barely reads th
 its resolution with some context around it and resized to ``crop`` pixels, and tells the kinds
 it was trained on (the generated scenes' shapes and photo sprites) and background apart.
 
-Like the colour check, the kind check (``search.kind_threshold``) acts only on a command that
+Like the colour check, the kind check (``recovery.kind_threshold``) acts only on a command that
 names exactly one of those kinds: any other noun ("the person in the red jacket") leaves it off,
 as the classifier knows nothing about it.
 """

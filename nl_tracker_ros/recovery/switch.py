@@ -1,27 +1,23 @@
 """``Recovery``: turns the joint model's outputs into evidence for the state machine.
 
-Wiring (done by ``policy.RecoveryPolicy``, which implements the Tracker's ``begin``/``step``
-recovery protocol; use ``policy.build_policy`` and pass it to ``build_tracker``)::
+The policy (``recovery.policy``) calls it with what the Tracker's model steps produced::
 
-    rec = build_recovery(config, feat_dim=model_config.dim, text_dim=model_config.dim)
+    rec = build_recovery(method, feat_dim=model_config.dim, text_dim=model_config.dim)
     rec.start(text_features, template_tokens)         # once per command
-    rec.set_template(template_tokens)                 # after every ACQUIRED / REFOUND
-    # per frame, as state_machine.plan says:
-    res = rec.local(head, Region.from_geometry(step.geometry))        # Mode.LOCAL
-    res = rec.search(head, Region.from_geometry(step.geometry), step.box_xywh, (W, H),
-                     target_size=last_box[2:])                         # Mode.GLOBAL
-    state, counters, events = state_machine.step(state, counters, res.evidence(), stamp, cfg)
+    rec.set_template(template_tokens)                 # after every new template
+    res = rec.local(step.head, step.geometry, step.box_xywh)                 # a local step
+    res = rec.search(step.head, step.geometry, step.box_xywh, (W, H),
+                     target_size=last_box[2:])                               # a whole-frame step
 
 ``head`` is the HeadOutput of ``model.track`` (local) or ``model.ground`` on the whole frame
-(global). ``Region(x0, y0, w, h)`` is the part of the frame, in frame pixels, that the model input
-covers (the search crop, which may stick out of the frame, or the letterboxed frame); all boxes
-in and out are frame pixels, xywh.
+(global); ``geometry`` (``preprocessing.CropGeometry``) maps the model input to the frame, and
+``box_xywh`` is the step's own box in frame pixels. All boxes in and out are frame pixels, xywh.
 
-Scores: each candidate's score is ``heatmap_weight * heatmap confidence + (1 - heatmap_weight) *
-max(0, AdaRS cosine)``; locally the best-scoring proposal gives the score. The global search weighs
-the model's grounding box against the selector's windows (see ``Recovery.search``). Without
-trained switch weights the score is the heatmap confidence alone and the global search uses the
-grounding box only (an untrained selector would pick random windows).
+Scores: each candidate's score is ``max(0, AdaRS cosine)`` of its region against the
+description; locally the best-scoring proposal gives the score, and the model's own box is the
+box. The global search weighs the model's grounding box against the selector's windows (see
+``Recovery.search``). Without switch weights the score is the heatmap confidence alone and the
+global search uses the grounding box only (an untrained selector would pick random windows).
 """
 from __future__ import annotations
 
@@ -32,44 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from nl_tracker_ros.boxes import iou_xywh
 from nl_tracker_ros.errors import CheckpointError, InputError
 from nl_tracker_ros.model.jointnlt import head_confidence
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
-from nl_tracker_ros.recovery.config import RecoveryConfig
+from nl_tracker_ros.recovery.config import MethodConfig
 from nl_tracker_ros.recovery.proposals import Proposals, corner_proposals
 from nl_tracker_ros.recovery.tsr import GuidedSelector, TargetSpecificRetrieval
 from nl_tracker_ros.state_machine import Evidence
 
-
-@dataclasses.dataclass(frozen=True)
-class Region:
-    """The part of the frame (pixels, may extend past its border) that a model input covers."""
-
-    x0: float
-    y0: float
-    width: float
-    height: float
-
-    @classmethod
-    def from_geometry(cls, geometry) -> 'Region':
-        """Region of a ``preprocessing.CropGeometry`` (``crop = (frame - offset) * scale``)."""
-        g = geometry
-        return cls(g.offset_x, g.offset_y, g.width / g.scale_x, g.height / g.scale_y)
-
-    def to_frame(self, boxes_cxcywh: np.ndarray) -> np.ndarray:
-        """Normalised boxes (n, 4) cxcywh of the input -> frame pixels xywh (n, 4)."""
-        b = np.asarray(boxes_cxcywh, dtype=np.float64).reshape(-1, 4)
-        s = np.array([self.width, self.height, self.width, self.height])
-        c = b * s
-        return np.concatenate([c[:, :2] - c[:, 2:] / 2 + (self.x0, self.y0), c[:, 2:]], 1)
-
-    def to_input(self, boxes_xywh: np.ndarray) -> np.ndarray:
-        """Frame pixels xywh (n, 4) -> normalised cxcywh (n, 4) of the input."""
-        b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
-        s = np.array([self.width, self.height, self.width, self.height])
-        c = np.concatenate([b[:, :2] + b[:, 2:] / 2 - (self.x0, self.y0), b[:, 2:]], 1)
-        return c / s
+Box = tuple[float, float, float, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +74,11 @@ class GlobalResult:
 class Recovery:
     """Proposals + switch + retrieval for one tracker; see the module docstring for the calls."""
 
-    def __init__(self, config: RecoveryConfig, switch: AdaptiveRetrievalSwitch | None = None,
+    def __init__(self, method: MethodConfig = MethodConfig(),
+                 switch: AdaptiveRetrievalSwitch | None = None,
                  retrieval: TargetSpecificRetrieval | None = None,
                  device: str | torch.device = 'cpu'):
-        self.config = config
+        self.method = method
         self.device = torch.device(device)
         self.switch = switch.to(self.device).eval() if switch is not None else None
         self.retrieval = retrieval.to(self.device).eval() if retrieval is not None else None
@@ -120,7 +88,7 @@ class Recovery:
 
     @property
     def uses_switch(self) -> bool:
-        """True when AdaRS scores the proposals (trained weights loaded)."""
+        """True when AdaRS scores the proposals (fitted weights loaded)."""
         return self.switch is not None
 
     def reset(self) -> None:
@@ -139,7 +107,7 @@ class Recovery:
 
     @torch.inference_mode()
     def set_template(self, template_tokens: torch.Tensor | None) -> None:
-        """Refresh the selector's guide after a (re-)acquisition; tokens (1, Nt, D) or None."""
+        """Refresh the selector's guide after a new template; tokens (1, Nt, D) or None."""
         if self.retrieval is None or self.switch is None or self._text is None:
             return
         t = None if template_tokens is None else template_tokens[:1].to(self.device).float()
@@ -150,90 +118,85 @@ class Recovery:
             raise InputError('recovery: no description; call start(text_features) first')
 
     def _score(self, head, boxes: torch.Tensor, conf: torch.Tensor, valid: torch.Tensor):
-        """Similarities and combined scores of candidate boxes (1, K, 4)."""
-        w = self.config.switch.heatmap_weight
+        """Similarities and scores of candidate boxes (1, K, 4): the AdaRS cosine clamped to
+        0..1 with a switch, the heatmap confidence ``conf`` without one."""
         if self.switch is None:
             sims = torch.full_like(conf, float('nan'))
             score = conf
         else:
             sims, _ = self.switch(head.features[:1].to(self.device).float(), boxes,
                                   self._text_emb)
-            score = w * conf + (1 - w) * sims.clamp(0, 1)
+            score = sims.clamp(0, 1)
         return sims, score.masked_fill(~valid, -1.0)
 
     def _proposals(self, head) -> Proposals:
-        c = self.config.proposals
+        c = self.method.proposals
         return corner_proposals(head.heatmap_tl[:1].to(self.device),
                                 head.heatmap_br[:1].to(self.device), c.top_k, c.peaks,
                                 c.peak_window, c.min_peak_mass, c.pair_consistency, c.nms_iou,
                                 c.min_size)
 
     @torch.inference_mode()
-    def local(self, head, region: Region) -> LocalResult:
-        """Score the local tracker's top-k proposals; ``head`` is ``model.track``'s HeadOutput."""
+    def local(self, head, geometry, box_xywh: Box) -> LocalResult:
+        """Score the local tracker's top-k proposals; ``head`` is ``model.track``'s HeadOutput,
+        ``geometry`` its search crop and ``box_xywh`` the model's own box in the frame, which
+        is the box reported (the soft-argmax box is the finer estimate)."""
         self._require_text()
+        own = tuple(float(v) for v in box_xywh)
         props = self._proposals(head)
         sims, score = self._score(head, props.boxes_cxcywh, props.scores, props.valid)
         valid = props.valid[0].cpu().numpy()
-        boxes = region.to_frame(props.boxes_cxcywh[0].cpu().numpy())
-        sims_np = sims[0].cpu().numpy()
-        own = region.to_frame(head.box_cxcywh[:1].detach().float().cpu().numpy())[0]
         if not valid.any():
-            return LocalResult(tuple(float(v) for v in own), 0.0, float('nan'), 0.0,
-                               np.zeros((0, 4)), np.zeros(0))
+            return LocalResult(own, 0.0, float('nan'), 0.0, np.zeros((0, 4)), np.zeros(0))
+        boxes = geometry.norm_cxcywh_to_frame(props.boxes_cxcywh[0].cpu().numpy())
+        sims_np = sims[0].cpu().numpy()
         i = int(score[0].argmax())
-        box = boxes[i]
-        if float(iou_xywh(box, own)) >= self.config.proposals.keep_head_iou:
-            box = own   # same target: the soft-argmax box is the finer estimate
-        return LocalResult(tuple(float(v) for v in box), float(score[0, i]),
-                           float(sims_np[i]), float(props.scores[0, i]), boxes[valid],
-                           sims_np[valid])
+        return LocalResult(own, float(score[0, i]), float(sims_np[i]),
+                           float(props.scores[0, i]), boxes[valid], sims_np[valid])
 
     @torch.inference_mode()
-    def search(self, head, region: Region, box_xywh, frame_size: tuple[int, int],
+    def search(self, head, geometry, box_xywh: Box, frame_size: tuple[int, int],
                target_size: tuple[float, float] | None = None) -> GlobalResult:
         """Whole-frame search; ``head`` is ``model.ground``'s HeadOutput on the full frame.
 
         Candidates: the model's own grounding box ``box_xywh`` in frame pixels, as the tracker
-        mapped it (``Step.box_xywh``, so that the geometry mode and clipping are the tracker's),
-        and (with a trained switch) the mean of the selector's top windows, which replaces it
-        only when it scores ``search.window_margin`` higher. ``target_size`` (w, h) in pixels
-        adds windows at the last known size. The grounding heatmaps' corner proposals are not
-        candidates: on the whole frame their corner pairs rarely make the target's box (right
-        on 12% of the calibration scenes' visible frames, against 45% for the model's own box).
+        mapped it, and (with a fitted switch) the mean of the selector's top windows, which
+        replaces it only when it scores ``window_margin`` higher. ``target_size`` (w, h) in
+        pixels adds windows at the last known size. The grounding heatmaps' corner proposals
+        are not candidates: on the whole frame their corner pairs rarely make the target's box
+        (right on 12% of the calibration scenes' visible frames, against 45% for the model's
+        own box).
         """
         self._require_text()
         own_xywh = tuple(float(v) for v in box_xywh)
-        own = torch.as_tensor(region.to_input(np.array([own_xywh])), dtype=torch.float32,
-                              device=self.device)[None]                        # (1, 1, 4)
+        own = torch.as_tensor(geometry.frame_to_norm_cxcywh(np.array([own_xywh])),
+                              dtype=torch.float32, device=self.device)[None]    # (1, 1, 4)
         conf = torch.tensor([[head_confidence(head)]], device=self.device)
         windows = np.zeros((0, 4))
         boxes = own
         if self.retrieval is not None and self._guide is not None:
             feats = head.features[:1].to(self.device).float()
             mean, windows, probs = self.retrieval.search(
-                feats, self._guide, frame_size,
-                (region.x0, region.y0, region.width, region.height), target_size)
-            extra = torch.as_tensor(region.to_input(mean[None]), dtype=own.dtype)
+                feats, self._guide, frame_size, geometry.frame_region, target_size)
+            extra = torch.as_tensor(geometry.frame_to_norm_cxcywh(mean[None]), dtype=own.dtype)
             boxes = torch.cat([own, extra.to(self.device)[None]], 1)
             conf = torch.cat([conf, conf.new_tensor([[float(probs.mean())]])], 1)
         valid = torch.ones(conf.shape, dtype=torch.bool, device=self.device)
         sims, score = self._score(head, boxes, conf, valid)
         i = 0
         if boxes.shape[1] > 1 and float(score[0, 1]) > float(score[0, 0]) + \
-                self.config.search.window_margin:
+                self.method.search.window_margin:
             i = 1
-        box = own_xywh if i == 0 else tuple(float(v) for v in region.to_frame(
-            boxes[0, i].cpu().numpy())[0])
-        return GlobalResult(box, float(score[0, i]),
-                            float(sims[0, i]), float(conf[0, i]),
+        box = own_xywh if i == 0 else tuple(float(v) for v in geometry.norm_cxcywh_to_frame(
+            boxes[0, i].cpu().numpy()))
+        return GlobalResult(box, float(score[0, i]), float(sims[0, i]), float(conf[0, i]),
                             ('grounding', 'windows')[i], windows)
 
 
-def build_modules(config: RecoveryConfig, feat_dim: int, text_dim: int
+def build_modules(method: MethodConfig, feat_dim: int, text_dim: int
                   ) -> tuple[AdaptiveRetrievalSwitch, TargetSpecificRetrieval]:
-    """Randomly initialised switch and retrieval modules of the configured sizes."""
-    s, r = config.switch, config.search
+    """Randomly initialised switch and retrieval modules of the method's sizes."""
+    s, r = method.switch, method.search
     switch = AdaptiveRetrievalSwitch(feat_dim, text_dim, s.dim, s.roi_size, s.fg_classifiers,
                                      s.parts, s.local_prototypes, s.heads, s.gpo_dim)
     selector = GuidedSelector(feat_dim, text_dim, r.dim, r.heads, r.layers, r.roi_size)
@@ -242,22 +205,20 @@ def build_modules(config: RecoveryConfig, feat_dim: int, text_dim: int
     return switch, retrieval
 
 
-def build_recovery(config: RecoveryConfig, feat_dim: int, text_dim: int,
-                   device: str | torch.device = 'cpu', random_init: bool = False) -> Recovery:
+def build_recovery(method: MethodConfig, feat_dim: int, text_dim: int,
+                   device: str | torch.device = 'cpu', weights: str | pathlib.Path = '',
+                   random_init: bool = False) -> Recovery:
     """The Recovery for a model with ``feat_dim`` image and ``text_dim`` text channels.
 
-    Loads ``config.switch.weights`` when set; without weights (or with ``switch.enabled``
-    false) the switch is left out and scores come from the heatmaps, unless ``random_init``
-    (tests and benchmarks) asks for random modules.
+    With ``weights`` the fitted switch and selector are loaded; without, scores come from the
+    heatmaps alone, unless ``random_init`` (tests and benchmarks) asks for random modules.
     """
-    if not config.switch.enabled:
-        return Recovery(config, None, None, device)
-    if not config.switch.weights and not random_init:
-        return Recovery(config, None, None, device)
-    switch, retrieval = build_modules(config, feat_dim, text_dim)
-    if config.switch.weights:
-        load_weights(config.switch.weights, switch, retrieval)
-    return Recovery(config, switch, retrieval, device)
+    if not weights and not random_init:
+        return Recovery(method, None, None, device)
+    switch, retrieval = build_modules(method, feat_dim, text_dim)
+    if weights:
+        load_weights(weights, switch, retrieval)
+    return Recovery(method, switch, retrieval, device)
 
 
 def _container(switch: nn.Module, retrieval: nn.Module) -> nn.Module:

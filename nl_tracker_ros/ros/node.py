@@ -16,7 +16,7 @@ The model is built on configure and freed on cleanup; with ``autostart`` (defaul
 configures and activates itself. Image callbacks only keep the newest frame; one worker thread
 runs the tracker, so a slow model never backs up the executor. Frames replaced before the worker
 got to them are counted as stale; malformed ones are rejected, counted per reason and warned
-about at most once per ``warn_period`` per reason.
+about at most once per WARN_PERIOD_S per reason.
 """
 from __future__ import annotations
 
@@ -33,24 +33,26 @@ from geometry_msgs.msg import PolygonStamped
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
-from nl_tracker_ros.boxes import validate_box_xywh
+from nl_tracker_ros import images as imconv
 from nl_tracker_ros.errors import ConfigError, InputError, TrackerError
 from nl_tracker_ros.msg import TrackedTarget, TrackerStatus
 from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
-from nl_tracker_ros.recovery.policy import build_tracker_with_recovery
-from nl_tracker_ros.ros import image as imconv
+from nl_tracker_ros import tracker as tracker_mod
 from nl_tracker_ros.ros.convert import event_msg, stamp_to_sec, target_msg
-from nl_tracker_ros.ros.params import ParamSpec, configs_from_values, node_specs
+from nl_tracker_ros.ros.params import ParamSpec, allowed, configs_from_values, node_specs
 from nl_tracker_ros.ros.qos import EVENT_QOS, RESULT_QOS, command_qos, image_qos
-from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackState
+from nl_tracker_ros.track_types import EventKind, TrackEvent
 
 NODE_NAME = 'tracker_node'
+WARN_PERIOD_S = 5.0        # at most one warning per reject reason this often
+MAX_COMMAND_CHARS = 1000   # longer commands are refused before tokenizing
 TRACKER_FAILED = 'tracker error'   # reject reason for frames the tracker itself refused
 
 _PARAM_TYPES = {
@@ -64,17 +66,19 @@ _PARAM_TYPES = {
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """ParameterDescriptor for a flat parameter spec."""
+    """ParameterDescriptor for a flat parameter spec: type, help, choices and range."""
     kind = ParameterType.PARAMETER_NOT_SET if spec.optional else _PARAM_TYPES[spec.kind]
     d = ParameterDescriptor(name=spec.name, type=kind,
                             description=spec.description, read_only=spec.read_only,
                             dynamic_typing=spec.optional)
     if spec.choices:
         d.additional_constraints = f'one of {list(spec.choices)}'
-    if spec.name == 'status_period':
-        d.floating_point_range = [FloatingPointRange(from_value=0.01, to_value=3600.0)]
-    if spec.name == 'max_command_chars':
-        d.integer_range = [IntegerRange(from_value=1, to_value=100000, step=1)]
+    if spec.range is not None and spec.kind == 'float':
+        d.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                     to_value=float(spec.range[1]))]
+    elif spec.range is not None and spec.kind == 'int':
+        d.integer_range = [IntegerRange(from_value=int(spec.range[0]),
+                                        to_value=int(spec.range[1]), step=1)]
     return d
 
 
@@ -85,14 +89,21 @@ class TrackerNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._specs = {s.name: s for s in node_specs()}
         for spec in self._specs.values():
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+            try:
+                self.declare_parameter(spec.name, spec.default, descriptor(spec))
+            except InvalidParameterValueException:   # outside the descriptor's range
+                given = getattr(self, '_parameter_overrides', {}).get(spec.name)
+                raise ConfigError(f'{spec.name}: expected {allowed(spec)}, got '
+                                  f'{given.value if given is not None else "another value"}'
+                                  ) from None
         # Raises ConfigError (one line naming the parameter) for a bad params file.
         self.config, self.tracker_config, self.recovery_config = configs_from_values(
             self._param_values())
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+        # One lock: the callbacks hand frames, commands and resets to the worker thread, which
+        # alone calls the tracker.
         self._cond = threading.Condition()
-        self._tracker_lock = threading.Lock()
         self._frame: tuple | None = None            # newest unprocessed (msg, receive time)
         self._commands: collections.deque = collections.deque()
         self._worker: threading.Thread | None = None
@@ -133,7 +144,8 @@ class TrackerNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Build the tracker (loads weights) and create topics, service and worker."""
         try:
-            self.tracker = build_tracker_with_recovery(self.tracker_config, self.recovery_config)
+            self.tracker = tracker_mod.build_tracker(self.tracker_config,
+                                                     recovery=self.recovery_config)
             self.device = str(getattr(self.tracker, 'device', self.tracker_config.device))
         except Exception as exc:  # one line for the user, whatever the loader raised
             text = str(exc).splitlines()[0] if str(exc) else ''
@@ -217,8 +229,7 @@ class TrackerNode(LifecycleNode):
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
             self._status_timer = None
-        with self._tracker_lock:
-            self.tracker = None
+        self.tracker = None      # the worker has stopped: nothing else holds it
         if 'torch' in sys.modules and self.device.startswith('cuda'):
             sys.modules['torch'].cuda.empty_cache()
         self._frame = None
@@ -263,21 +274,18 @@ class TrackerNode(LifecycleNode):
         self._enqueue(('init_box', None, stamp, box))
 
     def _on_reset(self, request, response):
-        with self._tracker_lock:
-            if self.tracker is None:
-                response.success, response.message = False, 'not configured'
-                return response
-            self.tracker.reset()
+        if self.tracker is None:
+            response.success, response.message = False, 'not configured'
+            return response
         stamp = self.get_clock().now().nanoseconds * 1e-9
-        self._publish_events([TrackEvent(EventKind.STOPPED, stamp, self._track_id_seen,
-                                         'reset service called')], self._phrase)
-        self._phrase, self._state = '', TrackState.IDLE
+        self._enqueue(('reset', None, stamp, None))
         response.success, response.message = True, 'track dropped; waiting for a command'
         return response
 
     def _enqueue(self, item: tuple) -> None:
-        # Queued even while inactive: a command that arrives between configure and activate
-        # (a latched one, with command_durability transient_local) is applied on activation.
+        # Queued even while inactive, in order with commands: a command that arrives between
+        # configure and activate (a latched one, with command_durability transient_local) is
+        # applied on activation.
         with self._cond:
             self._commands.append(item)
             self._cond.notify()
@@ -308,9 +316,10 @@ class TrackerNode(LifecycleNode):
                 reason = f'{type(exc).__name__}: {exc}'.splitlines()[0]
                 self.get_logger().error(f'tracker step failed: {reason}')
                 try:
-                    event = TrackEvent(EventKind.ERROR, time.time(), self._track_id_seen,
-                                       reason)
-                    self._publish_events([event], self._phrase)
+                    tracker = self.tracker
+                    event = TrackEvent(EventKind.ERROR, time.time(),
+                                       tracker.track_id if tracker else 0, reason)
+                    self._publish_events([event], tracker.text if tracker else '')
                 except Exception:
                     pass  # reporting the error must not take the worker down either
 
@@ -332,49 +341,29 @@ class TrackerNode(LifecycleNode):
             or self._frame[0] is not msg, timeout=received + 1.1 * interval - time.monotonic())
 
     def _apply(self, kind: str, text: str | None, stamp: float, box) -> None:
-        """Run one command / init box / rejection on the tracker and publish its events."""
-        if kind == 'reject':
-            self._publish_events([TrackEvent(EventKind.COMMAND_REJECTED, stamp,
-                                             self._track_id_seen, text)], self._phrase)
+        """Run one command / init box / reset / rejection on the tracker; publish its events."""
+        tracker = self.tracker
+        if tracker is None:
             return
-        if kind == 'command':
-            problem = ''
-            if len(text) > self.config.max_command_chars:
-                problem = (f'command: {len(text)} characters; expected at most '
-                           f'{self.config.max_command_chars} (max_command_chars)')
-            elif '\ufffd' in text:  # rclpy decodes invalid UTF-8 bytes to U+FFFD
-                problem = 'command: not valid UTF-8; expected UTF-8 text'
-            if problem:
-                self._publish_events([TrackEvent(EventKind.COMMAND_REJECTED, stamp,
-                                                 self._track_id_seen, problem)], self._phrase)
-                return
-        if kind == 'init_box':
-            text = self._phrase
-            try:
-                if not text:
-                    raise InputError('init_box: no phrase to initialise; publish a command first')
-                box = validate_box_xywh(box, self._image_size, 'init_box')
-            except InputError as exc:
-                self._publish_events([TrackEvent(EventKind.COMMAND_REJECTED, stamp,
-                                                 self._track_id_seen, str(exc))], text)
-                return
-        with self._tracker_lock:
-            if self.tracker is None:
-                return
-            try:
-                events = self.tracker.set_command(text, stamp, box, image_size=self._image_size)
-            except TrackerError as exc:
-                events = (TrackEvent(EventKind.COMMAND_REJECTED, stamp, self._track_id_seen,
-                                     str(exc)),)
-        phrase = self._phrase
-        for ev in events:
-            if ev.kind == EventKind.COMMAND_ACCEPTED:
-                phrase, self._phrase = text.strip(), text.strip()
-                self._track_id_seen = ev.track_id
-                self._state = TrackState.GROUNDING
-            elif ev.kind == EventKind.STOPPED:
-                phrase, self._phrase, self._state = self._phrase, '', TrackState.IDLE
-        self._publish_events(events, phrase)
+        if kind == 'reject':
+            events = (tracker.policy.rejected(stamp, text),)
+        elif kind == 'reset':
+            events = tracker.reset(stamp, 'reset service called')
+        elif kind == 'init_box':
+            if not tracker.text:
+                events = (tracker.policy.rejected(
+                    stamp, 'init_box: no phrase to initialise; publish a command first'),)
+            else:
+                events = tracker.set_command(tracker.text, stamp, box, self._image_size)
+        elif len(text) > MAX_COMMAND_CHARS:
+            events = (tracker.policy.rejected(stamp, f'command: {len(text)} characters; '
+                                                     f'expected at most {MAX_COMMAND_CHARS}'),)
+        elif '\ufffd' in text:  # rclpy decodes invalid UTF-8 bytes to U+FFFD
+            events = (tracker.policy.rejected(
+                stamp, 'command: not valid UTF-8; expected UTF-8 text'),)
+        else:
+            events = tracker.set_command(text, stamp, image_size=self._image_size)
+        self._publish_events(events, tracker.text or (text or '').strip())
 
     def _process(self, msg, received: float) -> None:
         """Convert, track and publish one frame."""
@@ -391,21 +380,21 @@ class TrackerNode(LifecycleNode):
         self._frame_id = msg.header.frame_id
         stamp = stamp_to_sec(msg.header.stamp)
         t0 = time.perf_counter()
-        with self._tracker_lock:
-            if self.tracker is None:
-                return
-            try:
-                result = self.tracker.update(rgb, stamp)
-            except InputError as exc:
-                self._reject(TRACKER_FAILED, str(exc))
-                return
-            except TrackerError as exc:
-                self._publish_events([TrackEvent(EventKind.ERROR, stamp, self._track_id_seen,
-                                                 str(exc))], self._phrase)
-                return
-        self._step_ms.append((time.perf_counter() - t0) * 1e3)
-        self._stats['processed'] += 1
-        self._state, self._track_id_seen = result.state, result.track_id
+        tracker = self.tracker
+        if tracker is None:
+            return
+        try:
+            result = tracker.update(rgb, stamp)
+        except InputError as exc:
+            self._reject(TRACKER_FAILED, str(exc))
+            return
+        except TrackerError as exc:
+            self._publish_events([TrackEvent(EventKind.ERROR, stamp, tracker.track_id,
+                                             str(exc))], tracker.text)
+            return
+        with self._cond:
+            self._step_ms.append((time.perf_counter() - t0) * 1e3)
+            self._stats['processed'] += 1
         if self._pub_target is not None:
             self._pub_target.publish(target_msg(result, msg.header))
         self._publish_events(result.events, result.text)
@@ -426,7 +415,7 @@ class TrackerNode(LifecycleNode):
             self._rejects[reason] = self._rejects.get(reason, 0) + 1
             now = time.monotonic()
             last, suppressed = self._warned.get(reason, (-1e9, 0))
-            if now - last < self.config.warn_period:
+            if now - last < WARN_PERIOD_S:
                 self._warned[reason] = (last, suppressed + 1)
                 return
             self._warned[reason] = (now, 0)
@@ -443,10 +432,13 @@ class TrackerNode(LifecycleNode):
             stats = dict(self._stats)
         now = time.monotonic()
         period, self._status_t = now - self._status_t, now
+        tracker = self.tracker
+        if tracker is None:
+            return
         msg = TrackerStatus(
             header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id),
-            state=int(self._state), track_id=int(self._track_id_seen), phrase=self._phrase,
-            device=self.device, threads=int(getattr(self.tracker, 'threads', 0)),
+            state=int(tracker.state), track_id=int(tracker.track_id), phrase=tracker.text,
+            device=self.device, threads=int(getattr(tracker, 'threads', 0)),
             model_fps=float(len(steps) / period) if period > 0 else 0.0,
             model_ms_p50=float(np.percentile(steps, 50)) if len(steps) else 0.0,
             model_ms_p95=float(np.percentile(steps, 95)) if len(steps) else 0.0,
@@ -461,9 +453,6 @@ class TrackerNode(LifecycleNode):
         self._warned: dict[str, tuple[float, int]] = {}
         self._step_ms: list[float] = []
         self._status_t = time.monotonic()
-        self._phrase = ''
-        self._state = TrackState.IDLE
-        self._track_id_seen = 0
         self._frame_id = ''
         self._image_size: tuple[int, int] | None = None
         self._last_arrival = -1e9

@@ -9,14 +9,12 @@ lost/re-found handling's under ``recovery.``, nested fields joined by dots
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import pathlib
-import re
 import types
 import typing
 from typing import Any, Literal
 
-from nl_tracker_ros.config import from_dict, load_yaml
+from nl_tracker_ros.config import check_ranges, from_dict, load_yaml, param
 from nl_tracker_ros.errors import ConfigError
 
 TRACKER_PREFIX = 'tracker'
@@ -27,47 +25,29 @@ RECOVERY_PREFIX = 'recovery'
 class NodeConfig:
     """Settings of the ROS node itself; the tracker's own come from TrackerConfig."""
 
-    image_transport: Literal['raw', 'compressed'] = dataclasses.field(
-        default='raw', metadata={'help': "'raw': sensor_msgs/Image on 'image'; 'compressed': "
-                                         "sensor_msgs/CompressedImage on 'image/compressed'"})
-    image_qos: Literal['sensor_data', 'reliable'] = dataclasses.field(
-        default='sensor_data', metadata={'help': "image subscription QoS: 'sensor_data' (best "
-                                                 "effort, depth 1) or 'reliable' (depth 1)"})
-    command_durability: Literal['volatile', 'transient_local'] = dataclasses.field(
-        default='volatile', metadata={'help': "command subscription durability: 'volatile' "
-                                              "accepts every publisher (ros2 topic pub, most "
-                                              "nodes); 'transient_local' also gets a latched "
-                                              "publisher's last command when this node starts "
-                                              "later, but refuses volatile publishers"})
-    status_period: float = dataclasses.field(
-        default=1.0, metadata={'help': 'seconds between TrackerStatus messages (> 0)'})
-    publish_debug_image: bool = dataclasses.field(
-        default=False, metadata={'help': "publish 'debug_image' (rgb8, box drawn) per frame"})
-    warn_period: float = dataclasses.field(
-        default=5.0, metadata={'help': 'at most one warning per reject reason per this many '
-                                       'seconds (>= 0)'})
-    max_command_chars: int = dataclasses.field(
-        default=1000, metadata={'help': 'commands longer than this are rejected before '
-                                        'tokenizing (the tokenizer limit truncates further)'})
-    prefer_fresh_frames: bool = dataclasses.field(
-        default=True, metadata={'help': 'when the newest frame is over half a frame interval '
-                                        'old, wait for the next one (lower latency, a few % '
-                                        'fewer model steps)'})
-    autostart: bool = dataclasses.field(
-        default=True, metadata={'help': 'configure and activate the lifecycle node at start-up'})
+    image_transport: Literal['raw', 'compressed'] = param(
+        'raw', "'raw': sensor_msgs/Image on 'image'; 'compressed': sensor_msgs/CompressedImage "
+               "on 'image/compressed'")
+    image_qos: Literal['sensor_data', 'reliable'] = param(
+        'sensor_data', "image subscription: 'sensor_data' (best effort, depth 1; matches every "
+                       "camera) or 'reliable' (depth 1)")
+    command_durability: Literal['volatile', 'transient_local'] = param(
+        'volatile', "command subscription: 'volatile' matches every publisher (ros2 topic pub, "
+                    "most nodes); 'transient_local' also gets a latched publisher's last "
+                    "command when the node starts later, but refuses volatile publishers")
+    status_period: float = param(1.0, 'seconds between TrackerStatus messages', (0.01, 3600),
+                                 live=True)
+    publish_debug_image: bool = param(False, "publish 'debug_image' (rgb8, box drawn) per "
+                                             'frame', live=True)
+    prefer_fresh_frames: bool = param(
+        True, 'when the newest frame is over half a frame interval old, wait for the next one '
+              '(lower latency, a few % fewer model steps)', live=True)
+    autostart: bool = param(True, 'configure and activate the lifecycle node at start-up '
+                                  '(false: a lifecycle manager drives it)')
 
     def __post_init__(self):
-        if not self.status_period > 0:
-            raise ConfigError(f'status_period: expected > 0 seconds, got {self.status_period}')
-        if not self.warn_period >= 0:
-            raise ConfigError(f'warn_period: expected >= 0 seconds, got {self.warn_period}')
-        if self.max_command_chars < 1:
-            raise ConfigError(f'max_command_chars: expected >= 1, got {self.max_command_chars}')
+        check_ranges(self, 'node')
 
-
-# Node parameters that may change while the node runs; every other parameter is read-only.
-LIVE_PARAMETERS = frozenset({'status_period', 'publish_debug_image', 'warn_period',
-                             'max_command_chars', 'prefer_fresh_frames'})
 
 KINDS = ('bool', 'int', 'float', 'str', 'bool_array', 'int_array', 'float_array', 'str_array')
 
@@ -83,6 +63,7 @@ class ParamSpec:
     choices: tuple = ()              # allowed values of a Literal field
     optional: bool = False           # the field accepts None (left unset in ROS)
     read_only: bool = True
+    range: tuple | None = None       # (low, high), inclusive, of a number
 
 
 def _leaf_kind(tp: Any, name: str) -> tuple[str, tuple, bool]:
@@ -113,31 +94,6 @@ def _leaf_kind(tp: Any, name: str) -> tuple[str, tuple, bool]:
     raise ConfigError(f'{name}: cannot map type {tp!r} to a ROS parameter')
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """Field name -> its comment in the class source (trailing, or the lines just above).
-
-    Config dataclasses document fields with comments; the node shows them as parameter
-    descriptions. Empty when the source is not available.
-    """
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
-    out, above = {}, []
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith('#'):
-            above.append(stripped.lstrip('#').strip())
-            continue
-        m = re.match(r'\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$', line)
-        if m and not stripped.startswith(('def ', 'return', '@')):
-            text = ' '.join(above + ([m.group(2)] if m.group(2) else []))
-            if text:
-                out.setdefault(m.group(1), text)
-        above = []
-    return out
-
-
 def _default_of(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default
@@ -146,15 +102,14 @@ def _default_of(field: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def param_specs(cls: type, prefix: str = '', live: frozenset = frozenset(),
-                instance: Any = None) -> list[ParamSpec]:
+def param_specs(cls: type, prefix: str = '', instance: Any = None) -> list[ParamSpec]:
     """Flatten dataclass ``cls`` into parameter specs, nested fields joined with dots.
 
-    Defaults come from ``instance`` when given, else from the field defaults; ``live`` names the
-    parameters that may change at run time (all others are read-only).
+    Only fields declared with ``config.param`` (which carries their help text) are parameters;
+    a nested dataclass field contributes its own. Defaults come from ``instance`` when given,
+    else from the field defaults.
     """
     hints = typing.get_type_hints(cls)
-    comments = _field_comments(cls)
     specs = []
     for field in dataclasses.fields(cls):
         if not field.init:
@@ -165,7 +120,9 @@ def param_specs(cls: type, prefix: str = '', live: frozenset = frozenset(),
         if default is dataclasses.MISSING:
             raise ConfigError(f'{name}: a ROS parameter needs a default value')
         if dataclasses.is_dataclass(tp):
-            specs += param_specs(tp, name, live, default)
+            specs += param_specs(tp, name, default)
+            continue
+        if 'help' not in field.metadata:
             continue
         kind, choices, optional = _leaf_kind(tp, name)
         if isinstance(default, tuple):
@@ -175,44 +132,27 @@ def param_specs(cls: type, prefix: str = '', live: frozenset = frozenset(),
             default, optional = None, True
         if kind == 'float' and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)
-        help_text = (field.metadata.get('help') or field.metadata.get('doc')
-                     or comments.get(field.name, ''))
-        desc = f"{help_text or f'{cls.__name__}.{field.name}'} [{kind}]"
-        specs.append(ParamSpec(name, kind, default, desc, choices, optional, name not in live))
+        specs.append(ParamSpec(name, kind, default, field.metadata['help'], choices, optional,
+                               not field.metadata.get('live', False),
+                               field.metadata.get('range')))
     return specs
 
 
 class NodeConfigs(typing.NamedTuple):
-    """Everything the node is configured with; ``recovery`` is None when TrackerConfig holds it
-    itself (then it appears under ``tracker.recovery.``)."""
+    """Everything the node is configured with."""
 
     node: NodeConfig
     tracker: Any                  # nl_tracker_ros.tracker.TrackerConfig
-    recovery: Any = None          # nl_tracker_ros.recovery.config.RecoveryConfig
-
-
-def _recovery_class():
-    """RecoveryConfig when it is separate from TrackerConfig and available, else None."""
-    from nl_tracker_ros.tracker import TrackerConfig
-    if any(f.name == RECOVERY_PREFIX for f in dataclasses.fields(TrackerConfig)):
-        return None
-    try:
-        from nl_tracker_ros.recovery.config import RecoveryConfig
-    except ImportError:
-        return None
-    return RecoveryConfig
+    recovery: Any                 # nl_tracker_ros.recovery.config.RecoveryConfig
 
 
 def node_specs() -> list[ParamSpec]:
     """Parameter specs of the node: NodeConfig, ``tracker.*`` (TrackerConfig) and
     ``recovery.*`` (RecoveryConfig, the lost/re-found handling)."""
+    from nl_tracker_ros.recovery.config import RecoveryConfig
     from nl_tracker_ros.tracker import TrackerConfig  # the tracker module owns its defaults
-    specs = (param_specs(NodeConfig, live=LIVE_PARAMETERS)
-             + param_specs(TrackerConfig, TRACKER_PREFIX))
-    recovery = _recovery_class()
-    if recovery is not None:
-        specs += param_specs(recovery, RECOVERY_PREFIX)
-    return specs
+    return (param_specs(NodeConfig) + param_specs(TrackerConfig, TRACKER_PREFIX)
+            + param_specs(RecoveryConfig, RECOVERY_PREFIX))
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -248,14 +188,14 @@ def configs_from_values(values: dict[str, Any]) -> NodeConfigs:
 
     Raises ConfigError naming the parameter when a value does not fit its field.
     """
+    from nl_tracker_ros.recovery.config import RecoveryConfig
     from nl_tracker_ros.tracker import TrackerConfig
     nested = unflatten(values)
     tracker = nested.pop(TRACKER_PREFIX, {})
-    recovery_cls = _recovery_class()
-    recovery = nested.pop(RECOVERY_PREFIX, {}) if recovery_cls is not None else None
-    return NodeConfigs(
-        from_dict(NodeConfig, nested), from_dict(TrackerConfig, tracker, TRACKER_PREFIX),
-        None if recovery_cls is None else from_dict(recovery_cls, recovery, RECOVERY_PREFIX))
+    recovery = nested.pop(RECOVERY_PREFIX, {})
+    return NodeConfigs(from_dict(NodeConfig, nested),
+                       from_dict(TrackerConfig, tracker, TRACKER_PREFIX),
+                       from_dict(RecoveryConfig, recovery, RECOVERY_PREFIX))
 
 
 def params_section(data: dict, node_name: str | None = None) -> dict:
@@ -281,3 +221,53 @@ def read_params_file(path: str | pathlib.Path, node_name: str | None = None) -> 
         return configs_from_values(flatten(section))
     except ConfigError as exc:
         raise ConfigError(f'params file {path}: {exc}') from None
+
+
+def allowed(spec: ParamSpec) -> str:
+    """The values ``spec`` allows, as the README table and refusals say them."""
+    if spec.choices:
+        return ', '.join(f'`{c}`' for c in spec.choices)
+    if spec.range is not None:
+        return f'{spec.range[0]:g} .. {spec.range[1]:g}'
+    return ''
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "''" if value == '' else str(value)
+
+
+def parameter_table() -> str:
+    """The README's parameter table (markdown), generated from the config dataclasses."""
+    rows = ['| parameter | default | allowed | what it does |', '| --- | --- | --- | --- |']
+    for spec in node_specs():
+        live = ' (may change while running)' if not spec.read_only else ''
+        rows.append(f'| `{spec.name}` | `{_shown(spec.default)}` | {allowed(spec)} | '
+                    f'{spec.description}{live} |')
+    return '\n'.join(rows) + '\n'
+
+
+def params_file_text() -> str:
+    """``config/tracker.yaml``: every parameter at its default, with its help, generated from
+    the config dataclasses (a test keeps the file equal to this)."""
+    lines = ['# Parameters of tracker_node, generated from the config dataclasses',
+             '# (nl_tracker_ros.ros.params.params_file_text); every key is optional and the',
+             '# offline commands read the same file (--config). `ros2 param describe` explains',
+             '# each one.', '/**:', '  ros__parameters:']
+    groups: dict = {}
+    for spec in node_specs():
+        *parents, leaf = spec.name.split('.')
+        groups.setdefault(tuple(parents), []).append((leaf, spec))
+    opened: tuple = ()
+    for parents, items in groups.items():
+        for depth, name in enumerate(parents):
+            if opened[:depth + 1] != parents[:depth + 1]:
+                lines.append('    ' + '  ' * depth + f'{name}:')
+        opened = parents
+        indent = '    ' + '  ' * len(parents)
+        for leaf, spec in items:
+            lines.append(f'{indent}# {spec.description}')
+            value = "''" if spec.default == '' else _shown(spec.default)
+            lines.append(f'{indent}{leaf}: {value}')
+    return '\n'.join(lines) + '\n'

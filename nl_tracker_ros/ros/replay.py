@@ -36,11 +36,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from nl_tracker_ros.errors import ConfigError, TrackerError
-from nl_tracker_ros.evaluation import SequenceRun, empty_run, record
+from nl_tracker_ros.evaluation.runner import SequenceRun, empty_run, record
+from nl_tracker_ros.images import rgb_to_raw
 from nl_tracker_ros.msg import TrackedTarget
 from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
 from nl_tracker_ros.ros.convert import sec_to_stamp, stamp_to_sec
-from nl_tracker_ros.ros.image import rgb_to_raw
 from nl_tracker_ros.ros.qos import command_qos
 from nl_tracker_ros.track_types import EventKind, TrackEvent, TrackResult, TrackState
 

@@ -1,6 +1,6 @@
 """Write generated scenes in the LaSOT layout (plus meta.json), optionally as bags too.
 
-Layout, read back by ``nl_tracker_ros.datasets``::
+Layout, read back by ``nl_tracker_ros.inputs.datasets``::
 
     DIR/<seq>/img/00000001.jpg ...   frames
     DIR/<seq>/groundtruth.txt        "x,y,w,h" per frame (0-based pixels; 0,0,0,0 where absent)
@@ -24,10 +24,10 @@ import numpy as np
 
 from nl_tracker_ros.config import to_dict
 from nl_tracker_ros.errors import InputError
+from nl_tracker_ros.inputs.sequence import Sequence
 from nl_tracker_ros.scenes.generator import GENERATOR_VERSION, ScenePlan, plan_scene, \
     render_scene
 from nl_tracker_ros.scenes.recipe import RecipeMix, get_mix
-from nl_tracker_ros.sequence import Sequence
 
 
 def plan_meta(plan: ScenePlan) -> dict:
@@ -142,7 +142,7 @@ def _one(job) -> Sequence:
     plan = plan_scene(recipe, seed, i)
     seq = write_scene(plan, out)
     if bags:
-        from nl_tracker_ros.bags import write_bag
+        from nl_tracker_ros.inputs.bags import write_bag
         bag = out / 'bags' / plan.name
         if bag.exists():
             _remove_tree(bag)

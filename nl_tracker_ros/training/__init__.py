@@ -6,6 +6,11 @@ added. AdamW with learning rate 1e-5 for the vision and language backbones and 1
 gradient norm clipped at 0.1. The template is cut around the true box by default, or around the
 grounded box as the official code does (``SampleConfig.template_source: grounding``).
 Checkpoints resume exactly; ``nl-tracker train`` is the command line.
+
+The lost/re-found parts are fitted here too, each on the frozen joint model or on pixels: the
+retrieval switch and window selector (``recovery_fit``, ``recovery_loss``, ``recovery_losses``;
+``nl-tracker train-recovery``) and the kind classifier (``kinds_fit``; ``nl-tracker
+train-kinds``).
 """
 from nl_tracker_ros.training.data import Batch, Sample, SampleConfig, SequenceSamples, collate
 from nl_tracker_ros.training.loop import TrainConfig, TrainResult, train

@@ -1,7 +1,7 @@
 """Training samples: (text, grounding image + box, template crop + box, search crops + boxes).
 
 Any indexable of :class:`Sample` works as a dataset; :class:`SequenceSamples` makes them from
-annotated :class:`~nl_tracker_ros.sequence.Sequence` objects (datasets on disk, the scenes
+annotated :class:`~nl_tracker_ros.inputs.Sequence` objects (datasets on disk, the scenes
 generator): per sample one sequence, one grounding frame (the whole frame, long edge resized and
 padded; the template is cut from the same frame, around the true box or, with
 ``template_source='grounding'``, around the box the model grounds during training, as the
@@ -23,7 +23,7 @@ import torch
 
 from nl_tracker_ros import preprocessing as pp
 from nl_tracker_ros.errors import ConfigError, InputError
-from nl_tracker_ros.sequence import Sequence
+from nl_tracker_ros.inputs.sequence import Sequence
 from nl_tracker_ros.text import TextTokenizer
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ import torch
 
 from nl_tracker_ros.boxes import jitter_xywh
 from nl_tracker_ros.errors import ConfigError
-from nl_tracker_ros.recovery.config import RecoveryConfig
-from nl_tracker_ros.recovery.switch import Region, build_modules
-from nl_tracker_ros.recovery.training import (RecoveryLossWeights, recovery_loss,
-                                              sample_proposals)
+from nl_tracker_ros.recovery.config import MethodConfig
+from nl_tracker_ros.recovery.switch import build_modules
 from nl_tracker_ros.training.optim import warmup_cosine
+from nl_tracker_ros.training.recovery_loss import (RecoveryLossWeights, recovery_loss,
+                                                   sample_proposals)
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,10 @@ def collect(tracker, config: FitConfig, progress: Callable[[int, int], None] | N
                 # the search centre the tracker would have: the box moved by a fraction of its size
                 step = tracker.local_step(f.image, jitter_xywh(centre, rng, 0.25, 0.1))
                 kind = 'local'
-            region = Region.from_geometry(step.geometry)
-            tgt = (region.to_input(np.array([f.box_xywh]))[0] if f.box_xywh is not None
+            g = step.geometry
+            tgt = (g.frame_to_norm_cxcywh(np.array([f.box_xywh]))[0] if f.box_xywh is not None
                    else np.array([-2.0, -2.0, 0.1, 0.1]))
-            hard = region.to_input(np.array(others)) if others else np.zeros((0, 4))
+            hard = g.frame_to_norm_cxcywh(np.array(others)) if others else np.zeros((0, 4))
             samples.append(FeatureSample(
                 features=step.head.features[0].detach().to(torch.float16).cpu(),
                 target=torch.as_tensor(tgt, dtype=torch.float32),
@@ -171,9 +171,9 @@ def _unmatched_sample(tracker, frame, others, text) -> FeatureSample:
         step = tracker.global_step(frame.image)
     finally:
         tracker.text_features = command
-    region = Region.from_geometry(step.geometry)
     objects = [*others, frame.box_xywh] if frame.box_xywh is not None else list(others)
-    hard = region.to_input(np.array(objects)) if objects else np.zeros((0, 4))
+    hard = step.geometry.frame_to_norm_cxcywh(np.array(objects)) if objects \
+        else np.zeros((0, 4))
     tokens, pad = _tokens(text)
     return FeatureSample(
         features=step.head.features[0].detach().to(torch.float16).cpu(),
@@ -229,14 +229,14 @@ class FitResult:
     curve: list[dict]          # per logged step: step, loss parts
 
 
-def fit_recovery(samples: list[FeatureSample], recovery: RecoveryConfig, feat_dim: int,
+def fit_recovery(samples: list[FeatureSample], method: MethodConfig, feat_dim: int,
                  text_dim: int, config: FitConfig, seed: int = 0, log_every: int = 50,
                  progress: Callable[[int, dict], None] | None = None) -> FitResult:
     """Train freshly initialised switch and selector modules on cached samples."""
     if not samples:
         raise ConfigError('fit: no samples (every scene lacked a visible target)')
     torch.manual_seed(seed)
-    switch, retrieval = build_modules(recovery, feat_dim, text_dim)
+    switch, retrieval = build_modules(method, feat_dim, text_dim)
     params = list(switch.parameters()) + list(retrieval.selector.parameters())
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = warmup_cosine(opt, config.steps)

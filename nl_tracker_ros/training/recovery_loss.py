@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
-from nl_tracker_ros.recovery.losses import (diversity_loss, foreground_loss,
-                                            roi_foreground_target, selector_samples)
 from nl_tracker_ros.recovery.tsr import GuidedSelector, sliding_windows
 from nl_tracker_ros.training.loss import cxcywh_to_xyxy
+from nl_tracker_ros.training.recovery_losses import (diversity_loss, foreground_loss,
+                                                     roi_foreground_target, selector_samples)
 
 
 @dataclasses.dataclass(frozen=True)

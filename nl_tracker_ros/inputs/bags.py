@@ -22,9 +22,9 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from nl_tracker_ros import images as imconv
 from nl_tracker_ros.errors import InputError, TrackerError
-from nl_tracker_ros.ros import image as imconv
-from nl_tracker_ros.sequence import Sequence
+from nl_tracker_ros.inputs.sequence import Sequence
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMMAND_TOPIC = '/nl_tracker/command'
@@ -70,11 +70,11 @@ class BagInfo:
 
 def _msg_dirs() -> list[pathlib.Path]:
     """Where msg/*.msg may be: the source tree, this prefix, any ament (colcon) prefix."""
-    here = pathlib.Path(__file__).resolve().parent
+    root = pathlib.Path(__file__).resolve().parents[2]   # the source tree: <root>/msg
     prefixes = [sys.prefix] + [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(
         os.pathsep) if p]
-    return [here.parent / 'msg'] + [pathlib.Path(p) / 'share' / 'nl_tracker_ros' / 'msg'
-                                    for p in prefixes]
+    return [root / 'msg'] + [pathlib.Path(p) / 'share' / 'nl_tracker_ros' / 'msg'
+                             for p in prefixes]
 
 
 @functools.lru_cache(maxsize=1)
@@ -347,7 +347,7 @@ def _why(exc: Exception) -> str:
 def decode_image(msg) -> np.ndarray:
     """RGB uint8 (H, W, 3) from a sensor_msgs Image or CompressedImage message.
 
-    The same conversion as the node's (``ros.image``); bags may hold encodings the
+    The same conversion as the node's (``nl_tracker_ros.images``); bags may hold encodings the
     camera driver wrote in any case ('8uc3'), so the encoding is matched case-insensitively.
     """
     if hasattr(msg, 'format'):   # CompressedImage

@@ -14,8 +14,8 @@ import pathlib
 import cv2
 import numpy as np
 
-from nl_tracker_ros.evaluation import NO_STATE, EvalConfig, SequenceRun
-from nl_tracker_ros.metrics import valid_boxes
+from nl_tracker_ros.evaluation.metrics import valid_boxes
+from nl_tracker_ros.evaluation.runner import NO_STATE, EvalConfig, SequenceRun
 from nl_tracker_ros.track_types import HOLDING_STATES, TrackState
 
 HEADLINE_KEYS = ('auc', 'precision20', 'norm_precision', 'mean_iou', 'absent_precision',

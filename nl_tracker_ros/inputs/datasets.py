@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nl_tracker_ros.errors import InputError
-from nl_tracker_ros.sequence import Sequence
+from nl_tracker_ros.inputs.sequence import Sequence
 
 log = logging.getLogger(__name__)
 
