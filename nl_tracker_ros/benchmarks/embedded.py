@@ -1,4 +1,4 @@
-"""Per-frame cost of the embedded model through the Tracker (issue 5: >= 25 FPS at 640x480).
+"""Per-frame cost of the embedded model through the Tracker, at 640x480 (camera rate: 25 FPS).
 
 Run: ``python -m nl_tracker_ros.benchmarks.embedded [--threads 2] [--frames 150]``.
 

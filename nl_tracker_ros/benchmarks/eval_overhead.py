@@ -1,4 +1,4 @@
-"""Overhead of the offline evaluation over the tracker itself (issue 4 acceptance: <= 10 %).
+"""Overhead of the offline evaluation over the tracker itself (aim: <= 10 %).
 
 Run: ``python -m nl_tracker_ros.benchmarks.eval_overhead [--preset jointnlt-compact]
 [--weights FILE] [--frames 150] [--size 640x480] [--repeats 2] [--threads 2] [--prefetch 4]``.

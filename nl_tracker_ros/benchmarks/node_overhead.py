@@ -1,4 +1,4 @@
-"""Cost of the ROS node around the model (issue 2 "Measured"): prints the figures for the README.
+"""Cost of the ROS node around the model: per-frame overhead, latency and memory.
 
 Run: ``python -m nl_tracker_ros.benchmarks.node_overhead [--frames 500] [--seconds 60]
 [--model-ms 100] [--rate 30]``.

@@ -1,4 +1,4 @@
-"""Descriptions that match nothing, and commands switched every frame (issue 3, bad input).
+"""Descriptions that match nothing, and commands switched every frame (bad input).
 
 Run: ``python -m nl_tracker_ros.benchmarks.not_found [--count 10] [--frames 150]``.
 

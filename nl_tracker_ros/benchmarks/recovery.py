@@ -1,4 +1,4 @@
-"""CPU cost of the lost/re-found machinery (issue 3 acceptance).
+"""CPU cost of the lost/re-found machinery.
 
 Run: ``python -m nl_tracker_ros.benchmarks.recovery [--preset jointnlt-compact] [--threads 1 2]``.
 

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='play at the recorded 30 Hz; frames the node skips count as '
                              'failures (default: wait for each answer)')
     # the shipped model measures 0.62 on the seed-7 scene; the bar leaves a margin, as the
-    # test floors do (README, "The embedded model")
+    # test floors do (docs/results.md)
     parser.add_argument('--min-auc', type=float, default=0.5,
                         help='exit non-zero when the success AUC is below this (0.5)')
     parser.add_argument('--preset', help='model preset (default: the node config, i.e. the '

@@ -42,8 +42,8 @@ class EvalConfig:
     convention: Literal['pytracking', 'tnl2k', 'absent-aware'] = 'pytracking'
     fps: float = 30.0                # stamps i / fps for sequences without their own stamps
     event_tolerance: int = 5         # frames a LOST event may precede the disappearance
-    loss_within: int = 5             # "lost reported within N frames" (issue 3 acceptance)
-    reacquire_within: int = 10       # "re-found within N frames" (issue 3 acceptance)
+    loss_within: int = 5             # a disappearance counts as reported within N frames
+    reacquire_within: int = 10       # a reappearance counts as held again within N frames
     prefetch: int = 4                # frames decoded ahead in a thread (0: decode inline)
 
     def __post_init__(self):
