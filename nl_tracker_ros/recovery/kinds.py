@@ -3,9 +3,10 @@
 The switch reads the joint model's relation features, 12x12 cells over the letterboxed frame in
 a whole-frame search: a 20-pixel object covers one or two cells, so a star and a cross, or a
 hexagon and a circle, look alike there, and the grounding itself barely reads the noun
-(docs/results.md, "Unmatched descriptions"). ``KindClassifier`` looks at the box's own pixels instead, cut from the frame at
-its resolution with some context around it and resized to ``crop`` pixels, and tells the kinds
-it was trained on (the generated scenes' shapes and photo sprites) and background apart.
+(docs/results.md, "Unmatched descriptions"). ``KindClassifier`` looks at the box's own
+pixels instead, cut from the frame at its resolution with some context around it and resized
+to ``crop`` pixels, and tells the kinds it was trained on (the generated scenes' shapes and
+photo sprites) and background apart.
 
 Like the colour check, the kind check (``recovery.kind_threshold``) acts only on a command that
 names exactly one of those kinds: any other noun ("the person in the red jacket") leaves it off,
