@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', help="'cpu', 'cuda' or 'auto'")
     parser.add_argument('--threads', type=int, metavar='N',
                         help='CPU threads for the model (default 0: automatic)')
+    parser.add_argument('--backend', choices=('torch', 'onnxruntime'),
+                        help='what runs the model (default: the node config, torch)')
 
 
 class _Live:
@@ -62,7 +64,11 @@ class _Live:
         if player.targets:
             msg = next(reversed(player.targets.values()))[0]
             state = TrackState(msg.state).name
-        text = f'frame {index + 1:4d}/{self.total}  {fps:5.1f} FPS  {state:<10}'
+        status = player.status
+        model = (f'model {1000.0 / status.model_ms_p50:5.1f} FPS'
+                 if status is not None and status.model_ms_p50 > 0 else 'model   -   FPS')
+        text = (f'frame {index + 1:4d}/{self.total}  {fps:5.1f} FPS end to end  {model}  '
+                f'{state:<10}')
         if self.tty:
             print('\r' + text, end='', file=self.stream, flush=True)
         elif (index + 1) % 50 == 0 or index + 1 == self.total:
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     print(f'scene: "{seq.text}" - {len(seq)} frames at 640x480, target absent in '
           f'{int(seq.absent.sum())} (generated in {seconds:.1f} s, bag in {scene_dir}/bags)')
     bag = read_sequence(scene_dir / 'bags' / seq.name)
-    keys = ('preset', 'weights', 'device', 'threads')
+    keys = ('preset', 'weights', 'device', 'threads', 'backend')
     params = {f'tracker.{k}': getattr(args, k) for k in keys if getattr(args, k)}
     mode = 'realtime' if args.realtime else 'deterministic'
     live = _Live(len(bag))

@@ -38,7 +38,7 @@ from std_msgs.msg import Header, String
 from nl_tracker_ros.errors import ConfigError, TrackerError
 from nl_tracker_ros.evaluation.runner import SequenceRun, empty_run, record
 from nl_tracker_ros.images import rgb_to_raw
-from nl_tracker_ros.msg import TrackedTarget
+from nl_tracker_ros.msg import TrackedTarget, TrackerStatus
 from nl_tracker_ros.msg import TrackEvent as TrackEventMsg
 from nl_tracker_ros.ros.convert import sec_to_stamp, stamp_to_sec
 from nl_tracker_ros.ros.qos import command_qos
@@ -89,12 +89,17 @@ class Player:
         n = self.node
         self.targets: dict[tuple[int, int], tuple[TrackedTarget, float]] = {}
         self.events: list[TrackEventMsg] = []
+        self.status: TrackerStatus | None = None      # the node's latest health report
         n.create_subscription(TrackedTarget, 'target', self._on_target, ANSWER_QOS)
         n.create_subscription(TrackEventMsg, 'events', self.events.append, ANSWER_QOS)
+        n.create_subscription(TrackerStatus, 'status', self._on_status, 10)
         self.image_pub = n.create_publisher(Image, 'image', IMAGE_OUT_QOS)
         self.command_pub = n.create_publisher(String, 'command', command_qos())
         self.clock_pub = n.create_publisher(Clock, '/clock', 10) if config.publish_clock \
             else None
+
+    def _on_status(self, msg: TrackerStatus) -> None:
+        self.status = msg
 
     def _on_target(self, msg: TrackedTarget) -> None:
         self.targets[_key(msg.header.stamp)] = (msg, time.perf_counter())
