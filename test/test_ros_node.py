@@ -39,6 +39,7 @@ from nl_tracker_ros.msg import TrackedTarget, TrackerStatus, TrackEvent  # noqa:
 
 DOMAIN = 20 + os.getpid() % 80
 H, W = 120, 160
+STARTUP_S = 150.0   # the module's nodes start together and load torch on a possibly busy machine
 BASE_ARGS = ['-p', 'tracker.preset:=jointnlt-tiny', '-p', 'tracker.random_weights:=true',
              '-p', 'tracker.device:=cpu',
              '-p', 'status_period:=0.2']
@@ -192,7 +193,7 @@ def wait_up(c: 'Client', proc: subprocess.Popen, ns: str = '') -> None:
     """Wait until the node under ``ns`` subscribes to images and commands and publishes."""
     up = c.spin_until(lambda: proc.poll() is not None or (
         c.node.count_subscribers(f'{ns}image') > 0 and c.command.get_subscription_count() > 0
-        and c.node.count_publishers(f'{ns}target') > 0), 60.0)
+        and c.node.count_publishers(f'{ns}target') > 0), STARTUP_S)
     if proc.poll() is not None or not up:
         pytest.fail(f'tracker_node {ns} did not come up:\n{stop_node(proc)}')
     c.spin_for(0.5)  # let both sides finish matching
@@ -401,7 +402,7 @@ def test_compressed_transport_and_corrupt_payload(context, nodes):
     try:
         assert c.spin_until(lambda: proc.poll() is not None or (
             c.node.count_subscribers('/cam2/image/compressed') > 0
-            and c.node.count_publishers('/cam2/target') > 0), 60.0), 'node did not come up'
+            and c.node.count_publishers('/cam2/target') > 0), STARTUP_S), 'node did not come up'
         assert proc.poll() is None
         c.spin_for(0.5)
         assert c.send('the red square').kind == TrackEvent.COMMAND_ACCEPTED
@@ -426,7 +427,7 @@ def test_compressed_transport_and_corrupt_payload(context, nodes):
 def test_missing_weights_fail_at_start_with_one_line(nodes):
     proc, missing = nodes['no_weights'], nodes['no_weights'].missing
     try:
-        proc.wait(timeout=60)
+        proc.wait(timeout=STARTUP_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail('tracker_node kept running without its weights')
@@ -447,11 +448,11 @@ def test_lifecycle_manager_drives_the_node_and_gets_a_latched_command(context, n
         c.command.publish(String(data='the red square'))
 
         def state():
-            return c.call('get_state', GetState.Request()).current_state.id
+            return c.call('get_state', GetState.Request(), timeout=STARTUP_S).current_state.id
 
         def change(transition):
             req = ChangeState.Request(transition=Transition(id=transition))
-            return c.call('change_state', req).success
+            return c.call('change_state', req, timeout=STARTUP_S).success
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
         assert c.node.count_subscribers('/managed/image') == 0    # nothing before configure
         assert change(Transition.TRANSITION_CONFIGURE)

@@ -21,6 +21,7 @@ about at most once per WARN_PERIOD_S per reason.
 from __future__ import annotations
 
 import collections
+import signal
 import sys
 import threading
 import time
@@ -507,6 +508,9 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in a terminal reaches the node twice (the terminal and ros2 launch): the
+        # second one must not interrupt the teardown
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node._teardown()
             node.destroy_node()
