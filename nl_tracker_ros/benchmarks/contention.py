@@ -45,7 +45,8 @@ def _child(args: argparse.Namespace) -> int:
     data = np.load(args.frames_file)
     frames, text = list(data['frames']), str(data['text'])
     # torch-defaults: threads as torch chose them at import (every core)
-    threads = args.threads if args.policy == 'ours' else __import__('torch').get_num_threads()
+    ours = args.policy == ['ours']
+    threads = args.threads if ours else __import__('torch').get_num_threads()
     tracker = build_tracker(TrackerConfig(device='cpu', threads=threads), 'cpu',
                             RecoveryConfig())
     tracker.set_command(text, 0.0)
@@ -68,12 +69,12 @@ def _child(args: argparse.Namespace) -> int:
 
 def _spawn_tracker(frames: str, policy: str, threads: int, seconds: float):
     env = dict(os.environ)
+    env.pop('OMP_NUM_THREADS', None)
     if policy == 'ours':
         cmd = [sys.executable, '-m', 'nl_tracker_ros.benchmarks.contention']
     else:
         # torch loads OpenMP before this package can ask for the passive wait policy
         env.pop('OMP_WAIT_POLICY', None)
-        env.pop('OMP_NUM_THREADS', None)
         cmd = [sys.executable, '-c', 'import torch, runpy, sys; sys.argv[0] = "contention"; '
                'runpy.run_module("nl_tracker_ros.benchmarks.contention", run_name="__main__")']
     cmd += ['--child', '--frames-file', frames, '--policy', policy, '--threads', str(threads),
@@ -91,9 +92,9 @@ def _spawn_busy(kind: str, seconds: float):
 
 
 def run_case(frames: str, policy: str, threads: int, trackers: int, busy: str, load: int,
-             seconds: float) -> list[float]:
+             seconds: float) -> tuple[list[float], list[int]]:
     """Frames per second of each of ``trackers`` trackers run together, beside ``load``
-    ``busy`` jobs ('busy' or 'torch'; none when empty)."""
+    ``busy`` jobs ('busy' or 'torch'; none when empty), and the threads each used last."""
     procs = [_spawn_tracker(frames, policy, threads, seconds) for _ in range(trackers)]
     others = []
     try:
@@ -112,13 +113,14 @@ def run_case(frames: str, policy: str, threads: int, trackers: int, busy: str, l
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    fps = []
+    fps, threads = [], []
     for p, out in zip(procs, outs):
         if p.returncode != 0:
             raise RuntimeError(f'tracker process failed with status {p.returncode}')
         r = json.loads(out.strip().splitlines()[-1])
         fps.append(r['frames'] / r['seconds'])
-    return fps
+        threads.append(r['threads'])
+    return fps, threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,11 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f'\n{policy}:')
             base = None
             for name, trackers, busy, load in cases:
-                fps = run_case(path, policy, args.threads, trackers, busy, load, args.seconds)
+                fps, threads = run_case(path, policy, args.threads, trackers, busy, load,
+                                        args.seconds)
                 total = sum(fps)
                 base = base or total
                 each = ' + '.join(f'{f:.1f}' for f in fps)
-                print(f'  {name:<24} {each:>14} fps   ratio {total / base:.2f}', flush=True)
+                used = '/'.join(str(t) for t in threads)
+                print(f'  {name:<24} {each:>14} fps   ratio {total / base:.2f}   threads {used}',
+                      flush=True)
     return 0
 
 
