@@ -1,18 +1,22 @@
 """How many CPU threads torch and OpenCV use, chosen for a machine shared with other processes.
 
 torch's intra-op threads wait for each other at the end of every parallel region. When another
-process holds one of the cores, the thread waiting for it stalls all the others, and with
-OpenMP's default wait policy the others spin while they wait: on a busy 2-core machine the
-compact model then runs 5-30x slower instead of 2x (``python -m
-nl_tracker_ros.benchmarks.contention``). So:
+process holds one of the cores, the thread waiting for it stalls all the others: on a busy
+2-core machine two threads of the compact model ran at 0.17-0.38 of their quiet speed, and two
+trackers at once at 0.26 of one (``python -m nl_tracker_ros.benchmarks.contention``; figures in
+docs/results.md). So:
 
 - the compact model (and the tiny test model) runs on one thread, where no thread ever waits
-  for another; more threads barely help it even on a quiet machine;
+  for another; through ``nl-tracker track`` it was even faster on one thread than on two on a
+  quiet machine (23-26 against 17-18 fps);
 - the base model, whose large matrix products do gain from threads, gets every core this
   process may use, up to :data:`MAX_AUTO_THREADS`;
 - on a GPU, one CPU thread is enough for the crops and the bookkeeping;
 - waiting threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, set by the package's
-  ``__init__`` before torch loads OpenMP, unless the environment already sets it).
+  ``__init__`` before torch loads OpenMP, unless the environment already sets it), so a
+  descheduled thread does not keep a spinning partner from the core it needs; it cost the base
+  model nothing measurable on a quiet machine. (It would cost the compact model on two threads:
+  another reason for one.)
 
 ``tracker.threads`` (``--threads``) overrides the choice; 0 means automatic.
 """
