@@ -14,7 +14,7 @@ Run: ``python -m nl_tracker_ros.benchmarks.node_overhead [--frames 500] [--secon
    targets. Latency = image stamp -> target handed to publish() in the node, and -> received
    here, compared with one model step (the tracker step p95 the node reports, which includes
    the preprocessing and any oversleep) plus one frame interval. The node's resident memory is
-   sampled every second (flat = no leak); the issue's full figure is ``--seconds 300``.
+   sampled every second (flat = no leak); docs/results.md reports ``--seconds 300``.
    Run as root, part 2 runs in a private network namespace (``unshare --net``, loopback only):
    DDS traffic stays inside it and discovery works normally. Without one it falls back to
    ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, with which Fast DDS lost almost all 640x480
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--frames', type=int, default=500, help='frames for part 1')
     parser.add_argument('--seconds', type=float, default=60.0,
-                        help='duration of part 2 (the issue asks for 300)')
+                        help='duration of part 2 (docs/results.md: 300)')
     parser.add_argument('--model-ms', type=float, default=100.0, help='simulated model step')
     parser.add_argument('--rate', type=float, default=30.0, help='camera rate, Hz')
     parser.add_argument('--skip-overhead', action='store_true')

@@ -1,6 +1,6 @@
 """Adaptive Retrieval Switch (AdaRS, Li et al., CVPRW 2022): does a proposal match the words?
 
-The paper has no public code and its equations were not available here; this follows the issue's
+The paper has no public code and its equations were not available here; this follows a written
 description of them, and the comments mark the equation each step stands for and where it had to
 be interpreted. One proposal (a box on the joint model's feature map) goes through:
 
@@ -9,7 +9,7 @@ be interpreted. One proposal (a box on the joint model's feature map) goes throu
   classifiers; every token reads the memory (softmax over the N keys), and a linear layer on token
   + read-out gives a foreground logit; its sigmoid map re-weights the tokens, so background inside
   the box counts less. The foreground map is supervised by BCE against the ground-truth box
-  (eq. 20, losses.py).
+  (eq. 20, training/recovery_losses.py).
 - Part-aware cross-attention (eq. 4-6): A learnable part prototypes are the queries of one
   cross-attention over the re-weighted tokens, with no self-attention among parts, then a
   residual feed-forward layer; the part attention maps get a diversity loss (eq. 17).
