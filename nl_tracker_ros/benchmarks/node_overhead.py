@@ -57,36 +57,37 @@ def _rgb() -> np.ndarray:
 
 
 class SleepTracker:
-    """Tracker stand-in: the real preprocessing, then a fixed sleep instead of the model."""
+    """Tracker stand-in: the real preprocessing and policy, a fixed sleep instead of the model."""
 
     def __init__(self, model_ms: float):
-        from nl_tracker_ros.track_types import EventKind, TrackEvent
+        from nl_tracker_ros.recovery.policy import Policy
         self.model_s = model_ms / 1e3
-        self.device = 'cpu'
-        self._events = (EventKind, TrackEvent)
-        self.track_id, self.text = 0, ''
+        self.device, self.threads = 'cpu', 1
+        self.policy = Policy()     # the plain one: ids, states and events as the real tracker
+
+    state = property(lambda self: self.policy.state)
+    track_id = property(lambda self: self.policy.track_id)
+    text = property(lambda self: self.policy.text)
 
     def set_command(self, text, stamp, box_xywh=None, image_size=None):
-        kind, event = self._events
-        if not text.strip():
-            self.text = ''
-            return (event(kind.STOPPED, stamp, self.track_id, 'empty command'),)
-        self.track_id += 1
-        self.text = text.strip()
-        return (event(kind.COMMAND_ACCEPTED, stamp, self.track_id, 'ok'),)
+        return self.policy.command(text, stamp, box_xywh)
+
+    def reset(self, stamp=0.0, why='reset'):
+        return self.policy.command('', stamp, stopped=why)
 
     def update(self, image, stamp):
         from nl_tracker_ros import preprocessing as pp
+        from nl_tracker_ros.state_machine import Evidence
         from nl_tracker_ros.track_types import TrackResult, TrackState
         crop = pp.crop_and_resize(image, BOX, SEARCH_FACTOR, SEARCH_SIZE)
         pp.to_tensor(crop.image, 'cpu')
         time.sleep(self.model_s)
-        state = TrackState.TRACKING if self.text else TrackState.IDLE
-        return TrackResult(stamp, self.track_id, self.text, state,
-                           BOX if self.text else None, 0.9)
-
-    def reset(self):
-        self.text = ''
+        if self.state == TrackState.IDLE:
+            return TrackResult(stamp, self.track_id, self.text, self.state, None, 0.0)
+        plan = self.policy.plan(stamp)
+        d = self.policy.decide(plan, Evidence(0.9, BOX), stamp)
+        return TrackResult(stamp, self.track_id, self.text, d.state, d.box_xywh, d.score,
+                           d.events)
 
 
 def _one_thread() -> None:
