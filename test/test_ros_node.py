@@ -327,7 +327,7 @@ def test_init_box_is_validated_then_used(client):
         msg.polygon.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in pts]
         return msg
     for bad in (box((float('nan'), 1), (10, 10)), box((-5, 1), (10, 10)),
-                box((10, 10), (W + 50, 40)), box((3, 3))):
+                box((10, 10), (W + 50, 40)), box((3, 3)), box((10, 10), (10, 30))):
         seen = len(client.events)
         client.init_box.publish(bad)
         assert client.spin_until(lambda: any(e.kind == TrackEvent.COMMAND_REJECTED
