@@ -14,7 +14,7 @@ import sys
 from nl_tracker_ros.errors import TrackerError
 
 SUBCOMMANDS = ('demo', 'track', 'eval', 'replay', 'scenes', 'train', 'train-recovery',
-               'train-kinds', 'bench')
+               'train-kinds', 'bench', 'export')
 
 
 def build_parser() -> argparse.ArgumentParser:

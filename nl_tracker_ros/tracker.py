@@ -62,6 +62,11 @@ class TrackerConfig:
                          (0, 256))
     random_weights: bool = param(False, 'tests only: run a preset that has no weights on '
                                         'random ones')
+    backend: Literal['torch', 'onnxruntime'] = param(
+        'torch', 'what runs the model: torch, or onnxruntime on exported ONNX graphs (execution '
+                 'provider TensorRT, CUDA or CPU, the first one installed; see tracker.device)')
+    onnx_dir: str = param('', "onnxruntime backend: a folder written by nl-tracker export; '' "
+                              "= export on first use into ~/.cache/nl_tracker_ros")
     # exact: bounded-memory crops with an exact box inverse; official: the official code's
     # crop pixels and box mapping, for parity checks against it (not a ROS parameter)
     geometry: Literal['exact', 'official'] = 'exact'
@@ -71,7 +76,8 @@ class TrackerConfig:
             raise ConfigError('tracker.preset: expected a preset name, got an empty string')
         check_ranges(self, 'tracker')
         for name, allowed in (('precision', ('fp32', 'fp16', 'bf16')),
-                              ('geometry', ('exact', 'official'))):
+                              ('geometry', ('exact', 'official')),
+                              ('backend', ('torch', 'onnxruntime'))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f'tracker.{name}: expected one of {list(allowed)}, got '
                                   f'{getattr(self, name)!r}')
@@ -327,24 +333,41 @@ def build_tracker(config: TrackerConfig = TrackerConfig(), device: str | None = 
     """Build the model of ``config.preset``, load its weights and wrap it in a Tracker.
 
     ``device`` overrides ``config.device``; ``recovery`` (a ``RecoveryConfig``) sets the
-    lost/re-found handling, off when None. Empty ``config.weights`` loads the weights shipped
-    for the preset (``jointnlt-compact``); a preset without them raises ConfigError, unless
-    ``config.random_weights`` (tests and benchmarks) allows random ones.
+    lost/re-found handling, off when None; its switch and kind classifier must have been fitted
+    for these weights (``recovery.policy.build_policy``). Empty ``config.weights`` loads the
+    weights shipped for the preset (``jointnlt-compact``); a preset without them raises
+    ConfigError, unless ``config.random_weights`` (tests and benchmarks) allows random ones.
     """
     from nl_tracker_ros.model import checkpoint
     from nl_tracker_ros.model.config import get_preset
+    from nl_tracker_ros.model.identity import model_identity
     from nl_tracker_ros.model.jointnlt import build_model
     from nl_tracker_ros.recovery.config import RecoveryConfig
     from nl_tracker_ros.recovery.policy import build_policy
 
-    dev = resolve_device(device or config.device)
+    onnx = config.backend == 'onnxruntime'
+    # onnxruntime places the graphs itself (tracker.device picks its execution providers); the
+    # crops, the policy and the tensors between graphs stay on the CPU
+    dev = torch.device('cpu') if onnx else resolve_device(device or config.device)
     model_config = get_preset(config.preset)
     weights = config.weights or checkpoint.shipped_weights(config.preset)
     if not weights and not config.random_weights:
         raise ConfigError(missing_weights_message(config.preset))
-    apply_threads(config.threads, config.preset, dev.type)
-    policy = build_policy(recovery or RecoveryConfig(enabled=False), config.preset,
-                          config.weights, model_config.dim, dev)
+    if onnx:
+        from nl_tracker_ros.model.onnx_backend import build_onnx_model, provider_device_type
+        threads = apply_threads(config.threads, config.preset,
+                                provider_device_type(device or config.device))
+    else:
+        apply_threads(config.threads, config.preset, dev.type)
+    recovery = recovery or RecoveryConfig(enabled=False)
+    identity = model_identity(config.preset, config.weights, config.random_weights) \
+        if recovery.enabled else None
+    policy = build_policy(recovery, identity, model_config.dim, dev)
+    if onnx:
+        model = build_onnx_model(config, model_config, weights, device or config.device,
+                                 threads)
+        return Tracker(model, model_config, config, dev,
+                       TextTokenizer(max_len=model_config.max_text_len), policy)
     model = build_model(model_config)
     if weights:
         fmt = checkpoint.load_weights(model, weights, model_config)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from nl_tracker_ros.errors import CheckpointError
 from nl_tracker_ros.model import compact_backbones as cb
+from nl_tracker_ros.model.weights_io import read_tensors
 
 BACKBONES = [cb.MobileNetV2Features, cb.EfficientNetLite0Features]
 
@@ -51,7 +52,7 @@ def test_stride16_shapes(cls, size):
 
 def test_weights_load_strictly_and_match_file(pretrained):
     for cls, model in pretrained.items():
-        state = cb.read_state_dict(cls.default_weights_path())
+        state = read_tensors(cls.default_weights_path())
         kept = {k: v for k, v in state.items() if not model.is_tail_key(k)}
         own = model.state_dict()
         assert set(kept) == set(own)
@@ -79,7 +80,7 @@ def test_tap_is_last_stride16_block():
 
 
 def test_strict_load_names_bad_keys(tmp_path):
-    state = cb.read_state_dict(cb.mobilenetv2_weights_path())
+    state = read_tensors(cb.mobilenetv2_weights_path())
     missing = dict(state)
     del missing['features.5.conv.3.weight']
     torch.save(missing, tmp_path / 'missing.pt')

@@ -222,7 +222,7 @@ def test_shipped_kind_classifier_keeps_own_kinds_and_rejects_others():
     from nl_tracker_ros.recovery.policy import shipped_kinds
     classifier = load_classifier(shipped_kinds())
     data = collect_crops(KindsFitConfig(scenes=TEST_COUNT * 3, preset='heldout',
-                                        frames_per_scene=4, crop=classifier.crop), TEST_SEED)
+                                        frames_per_sequence=4, crop=classifier.crop), TEST_SEED)
     rates = check_rates(probabilities(classifier, data), data, RecoveryConfig().kind_threshold)
     assert rates['kept'] >= KIND_KEPT_FLOOR, rates
     assert rates['rejected_other'] >= KIND_REJECTED_FLOOR, rates

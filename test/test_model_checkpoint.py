@@ -8,7 +8,8 @@ from timm.models.swin_transformer import get_relative_position_index
 from nl_tracker_ros.errors import CheckpointError
 from nl_tracker_ros.model import build_model, get_preset
 from nl_tracker_ros.model.checkpoint import (from_official, load_bert_dir, load_weights,
-                                             read_checkpoint, save_weights, to_official)
+                                             save_weights, to_official)
+from nl_tracker_ros.model.weights_io import read_file
 
 TINY = get_preset('jointnlt-tiny')
 BASE = get_preset('jointnlt-base')
@@ -234,13 +235,13 @@ def test_tampered_window_index_is_rejected(tmp_path):
 
 def test_unreadable_and_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match='not found'):
-        read_checkpoint(tmp_path / 'nope.pth')
+        read_file(tmp_path / 'nope.pth')
     junk = tmp_path / 'junk.pth'
     junk.write_bytes(b'not a checkpoint at all')
     with pytest.raises(CheckpointError, match='junk.pth'):
-        read_checkpoint(junk)
+        read_file(junk)
     with pytest.raises(CheckpointError, match='junk.safetensors'):
-        read_checkpoint(junk.rename(tmp_path / 'junk.safetensors'))
+        read_file(junk.rename(tmp_path / 'junk.safetensors'))
     empty = tmp_path / 'list.pth'
     torch.save([1, 2], empty)
     with pytest.raises(CheckpointError, match='mapping'):

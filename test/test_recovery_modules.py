@@ -13,8 +13,9 @@ from nl_tracker_ros.recovery.adars import GPO, AdaptiveRetrievalSwitch, decide
 from nl_tracker_ros.recovery.config import (MethodConfig, RecoveryConfig, SearchConfig,
                                             SwitchConfig)
 from nl_tracker_ros.recovery.policy import Policy
-from nl_tracker_ros.recovery.switch import (build_modules, build_recovery, load_weights,
-                                            save_weights)
+from nl_tracker_ros.model.identity import ModelIdentity
+from nl_tracker_ros.recovery.switch import (build_modules, build_recovery, load_recovery,
+                                            save_recovery)
 from nl_tracker_ros.recovery.tsr import GuidedSelector, sliding_windows
 from nl_tracker_ros.state_machine import Mode, StateMachineConfig
 from nl_tracker_ros.track_types import EventKind, Step, TrackState
@@ -214,17 +215,42 @@ def test_recovery_needs_a_description_first():
         rec.local(head(), g, own(head(), g))
 
 
-def test_weights_round_trip_and_mismatch(tmp_path):
+def test_weights_round_trip_build_from_their_metadata_and_refuse_what_does_not_fit(tmp_path):
     sw, ret = build_modules(SMALL, D, D)
     path = tmp_path / 'recovery.safetensors'
-    save_weights(path, sw, ret)
-    rec = build_recovery(SMALL, D, D, weights=path)
+    model = ModelIdentity('jointnlt-tiny', 'ab' * 32)
+    save_recovery(path, sw, ret, SMALL, D, D, model, {'sequences': ['a-1']})
+    rec = load_recovery(path, model, D)       # the sizes come from the file, not from the caller
+    assert rec.method == SMALL
     assert torch.equal(rec.switch.fg_keys, sw.fg_keys)
     assert torch.equal(rec.retrieval.selector.guide, ret.selector.guide)
-    with pytest.raises(CheckpointError, match='do not fit'):
-        build_recovery(SMALL, D + 1, D, weights=path)
+    with pytest.raises(CheckpointError, match='fitted on 16-channel features, the model has 17'):
+        load_recovery(path, model, D + 1)
+    other = ModelIdentity('jointnlt-tiny', 'cd' * 32)
+    with pytest.raises(CheckpointError) as err:
+        load_recovery(path, other, D)
+    msg = str(err.value)
+    assert msg == (f'recovery switch {path} was fitted for jointnlt-tiny weights sha256 '
+                   f'abababababab, not for the jointnlt-tiny weights sha256 cdcdcdcdcdcd in use; '
+                   f'fit one with: nl-tracker train-recovery --preset jointnlt-tiny --weights '
+                   f'FILE --data DIR')
+    from safetensors.torch import load_file, save_file
+    state = load_file(str(path))
+    save_file(state, str(tmp_path / 'bare.safetensors'))        # no metadata: refused
+    with pytest.raises(CheckpointError, match="expected a file written by nl-tracker "
+                                              "train-recovery"):
+        load_recovery(tmp_path / 'bare.safetensors', model, D)
+    from safetensors import safe_open
+    with safe_open(str(path), 'pt') as f:
+        meta = f.metadata()
+    state['switch.fg_keys'] = state['switch.fg_keys'][:1]
+    save_file(state, str(tmp_path / 'cut.safetensors'), meta)
+    with pytest.raises(CheckpointError, match=r'does not fit the modules of the sizes it records '
+                                              r'\(\d+ entries, the file has \d+\): 1 shape '
+                                              r'mismatches \[switch.fg_keys'):
+        load_recovery(tmp_path / 'cut.safetensors', model, D)
     with pytest.raises(CheckpointError, match='not found'):
-        load_weights(tmp_path / 'missing.safetensors', sw, ret)
+        load_recovery(tmp_path / 'missing.safetensors', model, D)
 
 
 def test_recovery_config_refuses_unknown_keys_and_out_of_range_values():

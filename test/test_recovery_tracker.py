@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nl_tracker_ros.model.config import get_preset
+from nl_tracker_ros.model.identity import RANDOM, ModelIdentity
 from nl_tracker_ros.recovery.config import PLAIN_STATES, MethodConfig, RecoveryConfig
 from nl_tracker_ros.recovery.policy import Policy, build_policy
 from nl_tracker_ros.recovery.switch import build_recovery
@@ -32,12 +33,15 @@ def frames(n, seed=0):
 
 
 def test_recovery_off_is_the_same_policy_configured_never_to_lose():
-    plain = build_policy(RecoveryConfig(enabled=False), 'jointnlt-tiny', '', 8)
+    tiny = ModelIdentity('jointnlt-tiny', RANDOM)
+    plain = build_policy(RecoveryConfig(enabled=False), tiny, 8)
     assert plain.states == PLAIN_STATES and plain.scorer is None
     assert PLAIN_STATES.accept_threshold == PLAIN_STATES.keep_threshold == 0.0
-    on = build_policy(RecoveryConfig(), 'jointnlt-tiny', '', 8)
+    on = build_policy(RecoveryConfig(), tiny, 8)
     assert on.states == StateMachineConfig() and on.scorer is not None
     assert not on.scorer.uses_switch      # nothing fitted for the tiny model: heatmaps only
+    assert on.notes and on.notes[0].startswith('recovery: no retrieval switch fitted for '
+                                               'jointnlt-tiny random weights')
 
 
 def test_unmatched_description_searches_then_reports_not_found(tracker):

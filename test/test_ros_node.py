@@ -421,7 +421,13 @@ def test_compressed_transport_and_corrupt_payload(context, nodes):
                             in c.status[-1].reject_reasons, 5.0)
     finally:
         c.close()
-        stop_node(proc)
+        out = stop_node(proc)
+    # random weights have no fitted switch or kind classifier: the node says so once each, on
+    # its ROS logger (console and /rosout)
+    for note in ('recovery: no retrieval switch fitted for jointnlt-tiny random weights',
+                 'recovery: the kind check is off'):
+        lines = [ln for ln in out.splitlines() if note in ln]
+        assert len(lines) == 1 and '[WARN]' in lines[0] and '[cam2.tracker_node]' in lines[0], out
 
 
 def test_missing_weights_fail_at_start_with_one_line(nodes):

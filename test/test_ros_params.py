@@ -66,7 +66,7 @@ def test_flatten_unflatten_round_trip():
 def test_a_small_set_of_described_parameters_whose_defaults_round_trip():
     specs = params.node_specs()
     names = {s.name for s in specs}
-    assert len(specs) <= 26
+    assert len(specs) <= 27
     for f in dataclasses.fields(params.NodeConfig):
         assert f.name in names
     configs = params.configs_from_values({s.name: s.default for s in specs})

@@ -6,7 +6,8 @@ import dataclasses
 
 
 def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config, --preset, --weights, --device, --threads, --random-weights."""
+    """--config, --preset, --weights, --device, --threads, --backend, --onnx-dir,
+    --random-weights."""
     g = parser.add_argument_group('tracker')
     g.add_argument('--config', metavar='YAML',
                    help='settings as the node reads them: a ROS params file such as '
@@ -18,6 +19,11 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--threads', type=int, metavar='N',
                    help='CPU threads for the model (default 0: automatic, 1 for the compact '
                         'model; README "Busy machines")')
+    g.add_argument('--backend', choices=('torch', 'onnxruntime'),
+                   help='what runs the model (default torch); onnxruntime runs the graphs of '
+                        '--onnx-dir, or exports them on first use into ~/.cache/nl_tracker_ros')
+    g.add_argument('--onnx-dir', metavar='DIR',
+                   help='onnxruntime backend: a folder written by nl-tracker export')
     g.add_argument('--random-weights', action='store_true',
                    help='tests only: run a preset that has no weights on random ones')
 
@@ -46,7 +52,8 @@ def configs(args: argparse.Namespace):
         else:
             _, tracker, recovery = read_params_file(args.config)
     over = {k: getattr(args, k) for k in ('preset', 'weights', 'device', 'threads',
-                                          'random_weights') if getattr(args, k, None)}
+                                          'random_weights', 'backend', 'onnx_dir')
+            if getattr(args, k, None)}
     return dataclasses.replace(tracker, **over), recovery
 
 

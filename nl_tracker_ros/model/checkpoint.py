@@ -4,10 +4,11 @@ Official checkpoint (``JointNLT_ep0300.pth.tar``): a dict whose ``net`` entry is
 ``lib.models.JointNLT``; beside it the trainer pickles extras (settings, statistics, optimizer).
 It is read with ``torch.load(weights_only=True)``; when that refuses the extras' classes, the
 file is read again with each refused class replaced by an inert stand-in (nothing from the file
-is imported or run), and everything but ``net`` is dropped.
+is imported or run), and everything but ``net`` is dropped (``weights_io.read_file``).
 
 Key names are translated by an explicit prefix table (``official_pairs``) built from the config,
-and loading is strict: missing, unexpected and misshaped keys are listed in a CheckpointError.
+and loading is strict (``weights_io.load_strict``): missing, unexpected and misshaped keys are
+listed in a CheckpointError, under the names the file uses.
 
 Our own files: safetensors (preferred) holding our key names, or a torch file with a plain state
 dict or a dict with a ``model`` entry.
@@ -15,17 +16,15 @@ dict or a dict with a ``model`` entry.
 from __future__ import annotations
 
 import json
-import logging
 import pathlib
-import pickle
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from nl_tracker_ros.errors import CheckpointError
-
-log = logging.getLogger(__name__)
+from nl_tracker_ros.model.weights_io import (load_strict, read_file, read_metadata,
+                                             read_tensors, tensor_dict, write_safetensors)
 
 _ENC = (('self_attn.in_proj_', 'attn.qkv.'), ('self_attn.out_proj.', 'attn.proj.'),
         ('linear1.', 'fc1.'), ('linear2.', 'fc2.'), ('norm1.', 'norm1.'), ('norm2.', 'norm2.'))
@@ -94,43 +93,6 @@ def to_official(state: Mapping[str, torch.Tensor], config) -> tuple[dict, list[s
     return _rename(state, [(b, a) for a, b in official_pairs(config)])
 
 
-def _names(keys, limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f' (+{len(keys) - limit} more)' if len(keys) > limit else ''
-    return '[' + ', '.join(keys[:limit]) + ']' + more
-
-
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                      extra_unexpected: list[str] = (), *, file_name=None,
-                      file_keys: int | None = None) -> None:
-    """Load ``state`` into ``model``; any missing, unexpected or misshaped key -> CheckpointError.
-
-    The Swin relative-position indices are derived, so their values are checked, not trusted.
-    Messages name keys the way the file does: ``file_name`` maps a model key to the file's
-    name for it (renamed files); ``extra_unexpected`` are file keys that had no model name, and
-    ``file_keys`` is the number of keys in the file (default: those of ``state`` and the extra).
-    """
-    named = file_name or (lambda k: k)
-    own = model.state_dict()
-    missing = [named(k) for k in set(own) - set(state)]
-    unexpected = [named(k) for k in set(state) - set(own)] + list(extra_unexpected)
-    shapes = [f'{named(k)} {tuple(state[k].shape)} in the file vs {tuple(own[k].shape)}'
-              for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        count = len(state) + len(extra_unexpected) if file_keys is None else file_keys
-        parts = [f'{len(missing)} missing keys {_names(missing)}' if missing else '',
-                 f'{len(unexpected)} unexpected keys {_names(unexpected)}' if unexpected else '',
-                 f'{len(shapes)} shape mismatches {_names(shapes, 4)}' if shapes else '']
-        raise CheckpointError(f'{source}: does not match this model ({len(own)} entries, the '
-                              f'file has {count}): ' + '; '.join(p for p in parts if p))
-    for k, v in state.items():
-        if k.endswith('relative_position_index') and not own[k].is_meta and \
-                not torch.equal(v.to(own[k].device), own[k]):
-            raise CheckpointError(f'{source}: {named(k)} differs from the Swin window index '
-                                  f'(another window size?)')
-    model.load_state_dict(state, strict=True)
-
-
 def official_name(config):
     """Function: our key -> its official name (unchanged when no rule applies)."""
     order = sorted(((b, a) for a, b in official_pairs(config)), key=lambda p: -len(p[0]))
@@ -141,60 +103,6 @@ def official_name(config):
                 return dst + key[len(src):]
         return key
     return name
-
-
-class _Inert:
-    """Stand-in for a class the checkpoint refers to but we refuse to import."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.args, self.kwargs = args, kwargs
-
-    def __setstate__(self, state) -> None:
-        self.state = state
-
-
-def _torch_load_inert(path: pathlib.Path):
-    """weights_only load with every refused global replaced by an inert stand-in class."""
-    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    stand_ins = [(type(n.rsplit('.', 1)[-1], (_Inert,), {}), n) for n in names]
-    log.warning('checkpoint %s: extras reference %d class(es) not allowed for weights-only '
-                'loading (%s); read as inert placeholders and dropped', path, len(names),
-                ', '.join(names[:5]))
-    with torch.serialization.safe_globals(stand_ins):
-        return torch.load(path, map_location='cpu', weights_only=True)
-
-
-def read_checkpoint(path: str | pathlib.Path) -> dict:
-    """Read a weights file without running code from it: safetensors or weights-only torch."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'checkpoint {path}: not found')
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path), device='cpu')
-        except Exception as exc:  # any reader failure: not a usable safetensors file
-            raise CheckpointError(f'checkpoint {path}: unreadable safetensors ({exc})') from None
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        try:
-            return _torch_load_inert(path)
-        except Exception as exc:  # still refused: name the file and what we expected
-            raise CheckpointError(
-                f'checkpoint {path}: cannot be read weights-only ({str(exc).splitlines()[0]}); '
-                f'expected a torch file whose "net" entry is a state dict') from None
-    except Exception as exc:  # zip/pickle corruption and the like
-        raise CheckpointError(f'checkpoint {path}: unreadable ({type(exc).__name__}: '
-                              f'{str(exc).splitlines()[0] if str(exc) else ""})') from None
-
-
-def _tensor_dict(obj, path, what: str) -> dict:
-    if not isinstance(obj, Mapping) or not obj or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise CheckpointError(f'checkpoint {path}: expected {what} to be a mapping of names to '
-                              f'tensors, got {type(obj).__name__}')
-    return dict(obj)
 
 
 def is_official(state: Mapping[str, torch.Tensor]) -> bool:
@@ -209,22 +117,23 @@ def load_weights(model: nn.Module, path: str | pathlib.Path, config) -> str:
     safetensors, or a state dict / dict with ``model`` under our key names.
     """
     path = pathlib.Path(path)
-    obj = read_checkpoint(path)
+    obj = read_file(path, 'checkpoint', inert=True)
+    label = f'checkpoint {path}'
     if isinstance(obj, Mapping) and 'net' in obj:
-        state, where = _tensor_dict(obj['net'], path, '"net"'), 'net'
+        state, where = tensor_dict(obj['net'], label, '"net"'), 'net'
     elif isinstance(obj, Mapping) and isinstance(obj.get('model'), Mapping):
-        state, where = _tensor_dict(obj['model'], path, '"model"'), 'model'
+        state, where = tensor_dict(obj['model'], label, '"model"'), 'model'
     else:
-        state, where = _tensor_dict(obj, path, 'the file'), 'file'
+        state, where = tensor_dict(obj, label, 'the file'), 'file'
     if is_official(state):
         ours, unmatched = from_official(state, config)
-        load_state_strict(model, ours, f'official checkpoint {path}', unmatched,
-                          file_name=official_name(config), file_keys=len(state))
+        load_strict(model, ours, f'official checkpoint {path}', extra_unexpected=unmatched,
+                    file_name=official_name(config), file_keys=len(state))
         return 'official'
     omitted = _omitted_prefixes(path)
     if omitted:
         state = _fill_pretrained(model, state, omitted, config, path)
-    load_state_strict(model, state, f'checkpoint {path} ({where})')
+    load_strict(model, state, f'checkpoint {path} ({where})')
     return 'ours'
 
 
@@ -239,11 +148,7 @@ def _matches(key: str, prefixes) -> bool:
 
 def _omitted_prefixes(path: pathlib.Path) -> list[str]:
     """The ``omitted`` metadata of one of our safetensors files ([] for other files)."""
-    if path.suffix != '.safetensors':
-        return []
-    from safetensors import safe_open
-    with safe_open(str(path), 'pt') as f:
-        meta = f.metadata() or {}
+    meta = read_metadata(path, 'checkpoint')
     try:
         omitted = json.loads(meta.get('omitted', '[]'))
     except ValueError:
@@ -292,28 +197,23 @@ def save_weights(model: nn.Module, path: str | pathlib.Path, config=None,
     loads from their packages) are left out unless under a ``keep`` prefix (fine-tuned parts);
     ``load_weights`` fills them back from the built model.
     """
-    from safetensors.torch import save_file
-
     from nl_tracker_ros.config import to_dict
     meta = {'format': 'nl_tracker_ros.jointnlt'}
     if config is not None:
         meta['config'] = json.dumps(to_dict(config))
     if omit:
         meta['omitted'] = json.dumps(list(omit))
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-             if not _matches(k, omit) or _matches(k, keep)}
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
+    write_safetensors(path, {k: v for k, v in model.state_dict().items()
+                             if not _matches(k, omit) or _matches(k, keep)}, meta)
 
 
 def load_swin_weights(backbone: nn.Module, path: str) -> None:
     """ImageNet Swin weights (Microsoft or timm layout, e.g. swin_base_patch4_window7_224_22k)
     into a ``SwinBackbone``; later stages and the classifier are dropped on purpose."""
-    obj = read_checkpoint(path)
+    obj = read_file(path, 'Swin weights')
     if isinstance(obj, Mapping) and 'model' in obj:
         obj = obj['model']
-    state = _tensor_dict(obj, path, 'the Swin weights')
+    state = tensor_dict(obj, f'Swin weights {path}', 'the Swin weights')
     # Microsoft's layout ends stage i with its downsample; timm starts stage i + 1 with it.
     microsoft = any(k.startswith('layers.0.downsample.') for k in state)
     n = len(backbone.swin.layers)
@@ -333,7 +233,7 @@ def load_swin_weights(backbone: nn.Module, path: str) -> None:
         if k.startswith('out_norms.') or (k.endswith('relative_position_index')
                                           and k not in ours):
             ours[k] = own[k]
-    load_state_strict(backbone, ours, f'Swin weights {path}')
+    load_strict(backbone, ours, f'Swin weights {path}')
 
 
 def load_bert_dir(path: str | pathlib.Path):
@@ -355,11 +255,11 @@ def load_bert_dir(path: str | pathlib.Path):
     except (OSError, ValueError) as exc:
         raise CheckpointError(f'BERT config {cfg}: unreadable ({exc})') from None
     state = {}
-    for k, v in _tensor_dict(read_checkpoint(weights), weights, 'the BERT weights').items():
+    for k, v in read_tensors(weights, 'BERT weights').items():
         k = k[len('bert.'):] if k.startswith('bert.') else k
         if k.startswith(('cls.', 'pooler.')) or k.endswith('position_ids'):
             continue
         state[k] = v
     model = BertModel(config, add_pooling_layer=False)
-    load_state_strict(model, state, f'BERT weights {weights}')
+    load_strict(model, state, f'BERT weights {weights}')
     return model

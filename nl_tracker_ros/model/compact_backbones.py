@@ -29,7 +29,6 @@ import copy
 import importlib.util
 import json
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from nl_tracker_ros.errors import CheckpointError
+from nl_tracker_ros.model.weights_io import load_strict, read_tensors
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -90,50 +90,6 @@ def minilm_vocab_path(path: str | Path | None = None) -> Path:
     if not vocab.is_file():
         raise CheckpointError(f'vocabulary {vocab}: not found')
     return vocab
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a flat name -> tensor mapping (safetensors, or torch.load with weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'weights file {path}: not found')
-    try:
-        if path.suffix == '.safetensors':
-            from safetensors.torch import load_file
-            state = load_file(str(path), device='cpu')
-        else:
-            state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # any reader failure means the file is unusable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
-        raise CheckpointError(f'weights file {path}: cannot be read as a weights-only state '
-                              f'dict ({type(exc).__name__}: {first[:200]})') from None
-    if not isinstance(state, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(f'weights file {path}: expected a flat mapping of names to '
-                              f'tensors, got {type(state).__name__}')
-    return dict(state)
-
-
-def _names(keys: list[str], limit: int = 6) -> str:
-    """Short list of key names for a one-line message."""
-    more = f' (+{len(keys) - limit} more)' if len(keys) > limit else ''
-    return '[' + ', '.join(keys[:limit]) + ']' + more
-
-
-def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
-    """Load ``state`` into ``module``; any missing, unexpected or misshaped key is an error."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
-                    for k in set(own) & set(state) if state[k].shape != own[k].shape)
-    if missing or unexpected or shapes:
-        parts = [f'missing keys {_names(missing)}' if missing else '',
-                 f'unexpected keys {_names(unexpected)}' if unexpected else '',
-                 f'shape mismatch {_names(shapes)}' if shapes else '']
-        raise CheckpointError(f'weights file {path} does not fit {type(module).__name__}: '
-                              + '; '.join(p for p in parts if p))
-    module.load_state_dict(state, strict=True)
 
 
 class _Backbone(nn.Module):
@@ -354,8 +310,8 @@ def load_pretrained(module: _Backbone, path: str | Path | None = None) -> _Backb
     the stride-16 tap are dropped on purpose; every other mismatch raises CheckpointError.
     """
     path = Path(path) if path is not None else module.default_weights_path()
-    state = {k: v for k, v in read_state_dict(path).items() if not module.is_tail_key(k)}
-    strict_load(module, state, path)
+    state = {k: v for k, v in read_tensors(path).items() if not module.is_tail_key(k)}
+    load_strict(module, state, f'weights file {path}', target=type(module).__name__)
     return module
 
 
@@ -428,13 +384,14 @@ def build_minilm(path: str | Path | None = None, add_pooling_layer: bool = False
     weights = d / 'model.safetensors'
     if not weights.is_file():
         weights = d / 'pytorch_model.bin'
-    state = read_state_dict(weights)
+    state = read_tensors(weights)
     model = BertModel(config, add_pooling_layer=add_pooling_layer)
     own = model.state_dict()
     drop = {k for k in _BERT_DERIVED if k not in own}
     if not add_pooling_layer:
         drop |= {k for k in state if k.startswith('pooler.')}
-    strict_load(model, {k: v for k, v in state.items() if k not in drop}, weights)
+    load_strict(model, {k: v for k, v in state.items() if k not in drop},
+                f'weights file {weights}', target='MiniLM')
     return model.eval()
 
 

@@ -216,11 +216,16 @@ class JointNLT(nn.Module):
         image_tokens (B, Ns, D) from ``encode_image`` of the grounding image; image_pad_mask
         (B, Ns) bool, True where the token covers padding.
         """
+        template, template_pad = self.empty_template(image_tokens)
+        return self._step(text, template, template_pad, image_tokens, image_pad_mask, None)
+
+    def empty_template(self, image_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What grounding puts in the template slot: zeros (B, Nt, D), all padding (B, Nt)."""
         b = image_tokens.shape[0]
         template = image_tokens.new_zeros(b, self.template_tokens, self.dim)
         template_pad = torch.ones(b, self.template_tokens, dtype=torch.bool,
                                   device=image_tokens.device)
-        return self._step(text, template, template_pad, image_tokens, image_pad_mask, None)
+        return template, template_pad
 
     def track(self, text: TextFeatures, template_tokens: torch.Tensor,
               search_tokens: torch.Tensor, temporal: torch.Tensor | None = None, *,
@@ -256,25 +261,17 @@ class JointNLT(nn.Module):
             feats, box, p_tl, p_br = fn(text.tokens, text.pad_mask, template, template_pad,
                                         search, search_pad, temporal)
             roi = self._roi_tokens(feats, box)
-        memory = self._next_memory(temporal, roi)
-        score = (p_tl.flatten(1).amax(1) * p_br.flatten(1).amax(1)).sqrt()
-        return HeadOutput(box, p_tl, p_br, memory, feats, score)
-
-    def _next_memory(self, temporal: torch.Tensor | None, roi: torch.Tensor) -> torch.Tensor:
-        """Anchor RoI (first in the memory) + latest ``memory_frames - 1`` frame RoIs."""
-        if temporal is None or temporal.shape[1] == 0:
-            return roi                          # this frame becomes the anchor
-        r = self.roi_size ** 2
-        if self.memory_frames == 1:
-            return temporal[:, :r]
-        keep = (self.memory_frames - 2) * r     # earlier frames kept beside the newest
-        recent = temporal[:, r:]
-        recent = recent[:, recent.shape[1] - min(keep, recent.shape[1]):]
-        return torch.cat((temporal[:, :r], recent, roi.to(temporal.dtype)), 1)
+        memory = next_memory(temporal, roi, self.roi_size, self.memory_frames)
+        return HeadOutput(box, p_tl, p_br, memory, feats, corner_score(p_tl, p_br))
 
     def _relate(self, text_tokens, text_pad, template, template_pad, search, search_pad,
-                temporal):
-        """Relation encoder, SGTM, target decoder and head; returns features, box, heatmaps."""
+                temporal, temporal_gate=None):
+        """Relation encoder, SGTM, target decoder and head; returns features, box, heatmaps.
+
+        ``temporal_gate`` (B, 1, 1) scales the SGTM term of the query: an exported tracking
+        graph always has a temporal input and switches it off with 0 (tracking without the
+        clue); None (the eager model) adds it as is.
+        """
         b = search.shape[0]
         sep = self.sep_token.expand(b, 1, self.dim).to(search.dtype)
         sep_pad = torch.zeros(b, 1, dtype=torch.bool, device=search.device)
@@ -293,7 +290,8 @@ class JointNLT(nn.Module):
             # SGTM: encode [text CLS after relation, RoI memory], decode with a learned query.
             mem = self.sgtm_encoder(torch.cat((x[:, :1], temporal.to(x.dtype)), 1))
             tq = self.temporal_query.expand(b, 1, self.dim)
-            query = query + self.sgtm_decoder(torch.zeros_like(tq), mem, query_pos=tq)
+            sgtm = self.sgtm_decoder(torch.zeros_like(tq), mem, query_pos=tq)
+            query = query + (sgtm if temporal_gate is None else sgtm * temporal_gate)
         target = self.target_decoder(query, search, search_pad, pos=pos[:, -n:])  # (B, 1, D)
         search = search + search * target
         s = self.feat_size
@@ -315,6 +313,26 @@ class JointNLT(nn.Module):
         out = roi_align(feats, rois, (self.roi_size, self.roi_size), 1.0 / self.stride,
                         self.roi_sampling_ratio)                  # (B, D, r, r)
         return out.flatten(2).transpose(1, 2)
+
+
+def corner_score(p_tl: torch.Tensor, p_br: torch.Tensor) -> torch.Tensor:
+    """(B,) geometric mean of the two corner heatmaps' peaks, (B, S, S) each."""
+    return (p_tl.flatten(1).amax(1) * p_br.flatten(1).amax(1)).sqrt()
+
+
+def next_memory(temporal: torch.Tensor | None, roi: torch.Tensor, roi_size: int,
+                memory_frames: int) -> torch.Tensor:
+    """The RoI memory for the next frame: the anchor RoI (first in ``temporal``) + the RoIs
+    of the latest ``memory_frames - 1`` frames, ``roi`` (B, roi_size^2, D) the newest."""
+    if temporal is None or temporal.shape[1] == 0:
+        return roi                          # this frame becomes the anchor
+    r = roi_size ** 2
+    if memory_frames == 1:
+        return temporal[:, :r]
+    keep = (memory_frames - 2) * r          # earlier frames kept beside the newest
+    recent = temporal[:, r:]
+    recent = recent[:, recent.shape[1] - min(keep, recent.shape[1]):]
+    return torch.cat((temporal[:, :r], recent, roi.to(temporal.dtype)), 1)
 
 
 def _build_vision(cfg: ModelConfig) -> tuple[nn.Module, int]:

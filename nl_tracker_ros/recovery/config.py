@@ -19,15 +19,18 @@ class RecoveryConfig:
 
     enabled: bool = param(True, 'false: the plain joint model, never LOST, no whole-frame '
                                 'search (--recovery off)')
-    switch_weights: str = param('', "retrieval switch safetensors; '' = the one fitted for "
-                                    'the model weights in use, if any')
+    switch_weights: str = param('', 'retrieval switch safetensors (nl-tracker train-recovery), '
+                                    "fitted for the model weights in use; '' = the shipped one "
+                                    'for the shipped weights, else the confidence-only mode')
     colour_share: float = param(
         0.1, 'a match not held yet of a command naming one colour must show it on this share '
              'of its box (0: off)', (0, 1))
     kind_threshold: float = param(
         0.2, 'a match not held yet of a command naming one kind the kind classifier knows '
              'must show it with this probability (0: off)', (0, 0.999))
-    kind_weights: str = param('', "kind classifier safetensors; '' = the shipped one")
+    kind_weights: str = param('', 'kind classifier safetensors (nl-tracker train-kinds), '
+                                  "fitted for the model weights in use; '' = the shipped one "
+                                  'for the shipped weights, else the kind check is off')
     states: StateMachineConfig = StateMachineConfig()
 
     def __post_init__(self):

@@ -11,6 +11,11 @@ photo sprites) and background apart.
 Like the colour check, the kind check (``recovery.kind_threshold``) acts only on a command that
 names exactly one of those kinds: any other noun ("the person in the red jacket") leaves it off,
 as the classifier knows nothing about it.
+
+Its vocabulary is its data's: the shipped classifier knows the generated scenes' kinds, the
+world of the shipped embedded model; ``nl-tracker train-kinds --data`` fits one on a dataset's
+categories (LaSOT's 70). So a classifier file records the model it goes with, and the policy
+uses it only with those model weights.
 """
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ import torch
 from torch import nn
 
 from nl_tracker_ros.errors import CheckpointError
+from nl_tracker_ros.model.identity import ModelIdentity
+from nl_tracker_ros.model.weights_io import load_strict, read_metadata, read_tensors, \
+    write_safetensors
 
 BACKGROUND = 'background'   # the class of a box on no object
 CONTEXT = 0.15              # a crop adds this share of the box size on each side
@@ -95,34 +103,39 @@ class KindCheck:
         return float(p[self.classifier.kinds.index(kind)])
 
 
-def save_classifier(path: str | pathlib.Path, classifier: KindClassifier) -> None:
-    """Write the classifier's weights, with its kinds and crop size (safetensors)."""
-    from safetensors.torch import save_file
-    save_file({k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()},
-              str(path), metadata={'format': 'nl_tracker_ros.kinds', 'crop': str(classifier.crop),
-                                   'kinds': json.dumps(classifier.kinds)})
+FORMAT = 'nl_tracker_ros.kinds'
+WHAT = 'kind classifier'
+
+
+def save_classifier(path: str | pathlib.Path, classifier: KindClassifier, model: ModelIdentity,
+                    data: dict) -> None:
+    """Write the classifier's weights (safetensors) with what it fits in the metadata: its kinds,
+    crop size and width, the model whose tracker it checks (``model``) and its ``data``."""
+    width = classifier.head.in_features
+    write_safetensors(path, classifier.state_dict(), {
+        'format': FORMAT, 'crop': str(classifier.crop), 'kinds': json.dumps(classifier.kinds),
+        'dim': str(width), **model.metadata(), 'data': data})
+
+
+def classifier_model(path: str | pathlib.Path) -> ModelIdentity:
+    """The model a classifier file was fitted for (read from its header only)."""
+    meta = read_metadata(path, WHAT)
+    return ModelIdentity.from_metadata(meta, path, WHAT)
 
 
 def load_classifier(path: str | pathlib.Path) -> KindClassifier:
-    """A classifier from ``save_classifier``'s file (strict; names what does not fit)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """A classifier from ``save_classifier``'s file, built from its metadata (strict; names what
+    does not fit)."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'kind classifier {path}: not found')
+    meta = read_metadata(path, WHAT)
     try:
-        with safe_open(str(path), 'pt') as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device='cpu')
-        kinds, crop = json.loads(meta['kinds']), int(meta['crop'])
-        dim = state['head.weight'].shape[1]
-    except Exception as exc:  # safetensors and json raise their own error types
-        raise CheckpointError(f'kind classifier {path}: unreadable, expected a file written by '
+        kinds, crop, dim = json.loads(meta['kinds']), int(meta['crop']), int(meta['dim'])
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise ValueError('kinds is not a list of names')
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f'{WHAT} {path}: unreadable, expected a file written by '
                               f'save_classifier ({type(exc).__name__}: {exc})') from None
     classifier = KindClassifier(kinds, dim, crop)
-    try:
-        classifier.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f'kind classifier {path}: does not fit its own kinds and width '
-                              f'({str(exc).splitlines()[0]})') from None
+    load_strict(classifier, read_tensors(path, WHAT), f'{WHAT} {path}',
+                target='its own kinds and width')
     return classifier.eval()

@@ -25,6 +25,10 @@ whole-frame match, or one on trial), so that a look-alike is not acquired:
 
 Each check counts its rejections and names them in the NOT_FOUND reason. Held targets are never
 checked, so a shadow or a change of light cannot make the tracker drop its target.
+
+The switch and the kind classifier go with the model weights they were fitted for
+(``build_policy``): with none for the weights in use, the switch gives way to the model's own
+confidence and the kind check is off, each said once in the log and in ``Policy.notes``.
 """
 from __future__ import annotations
 
@@ -36,10 +40,11 @@ import torch
 
 from nl_tracker_ros import state_machine as sm
 from nl_tracker_ros.colours import colour_share, named_colour
+from nl_tracker_ros.model.identity import SHIPPED, ModelIdentity
 from nl_tracker_ros.preprocessing import clip_box_xywh
 from nl_tracker_ros.recovery.config import PLAIN_STATES, MethodConfig, RecoveryConfig
-from nl_tracker_ros.recovery.kinds import KindCheck, load_classifier
-from nl_tracker_ros.recovery.switch import Recovery, build_recovery
+from nl_tracker_ros.recovery.kinds import KindCheck, classifier_model, load_classifier
+from nl_tracker_ros.recovery.switch import Recovery, build_recovery, fit_hint, load_recovery
 from nl_tracker_ros.track_types import HOLDING_STATES, EventKind, Step, TrackEvent, TrackState
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,7 @@ class Policy:
         self.colour = None                 # the one colour the command names, if any
         self.kind = None                   # the one kind it names that the classifier knows
         self.rejections = {'colour': 0, 'kind': 0}
+        self.notes: tuple[str, ...] = ()   # what of the handling is off for this model, and why
 
     # -- the command ------------------------------------------------------------------------
 
@@ -224,42 +230,73 @@ class Policy:
         return dataclasses.replace(event, reason='; '.join(parts))
 
 
-def build_policy(config: RecoveryConfig, preset: str, model_weights: str, dim: int,
-                 device: str | torch.device = 'cpu', method: MethodConfig = MethodConfig()
-                 ) -> Policy:
-    """The policy for a model of ``preset`` with ``model_weights`` ('' = the shipped ones) and
-    ``dim`` channels: the plain one when ``config.enabled`` is false.
+def build_policy(config: RecoveryConfig, model: ModelIdentity | None, dim: int,
+                 device: str | torch.device = 'cpu') -> Policy:
+    """The policy for the model ``model`` (preset and weights) with ``dim`` channels: the plain
+    one when ``config.enabled`` is false (``model`` may then be None).
 
-    With no ``switch_weights``, the switch shipped for the shipped model weights is used; other
-    weights get none, and scores come from the model's heatmaps.
+    The switch: ``config.switch_weights``, else the one shipped for the shipped weights; it is
+    built from its file's metadata and refused (CheckpointError, one line naming both models)
+    when it was fitted on other weights. With none, the confidence-only mode (see
+    :func:`recovery_notes`). The kind check: ``config.kind_weights``, else the shipped
+    classifier, but only where it belongs to the model in use; otherwise off. What is off and
+    why is logged once and kept in ``Policy.notes``.
     """
     if not config.enabled:
         return Policy()
-    weights = config.switch_weights
-    if not weights and not model_weights:
-        weights = shipped_switch(preset) or ''
-    scorer = build_recovery(method, dim, dim, device, weights)
+    path = config.switch_weights or (shipped_switch(model.preset) if model.weights == SHIPPED
+                                     else None)
+    if path:
+        scorer = load_recovery(path, model, dim, device)
+    else:
+        scorer = build_recovery(MethodConfig(), dim, dim, device)
     kinds = None
-    path = config.kind_weights or shipped_kinds()
-    if config.kind_threshold and path is None:
-        log.warning('recovery.kind_threshold: no kind classifier ships with this install and '
-                    'recovery.kind_weights is empty; the kind check is off')
-    elif config.kind_threshold:
-        kinds = KindCheck(load_classifier(path), device)
-    return Policy(config.states, scorer, config.colour_share, kinds, config.kind_threshold)
+    kind_path = config.kind_weights or shipped_kinds()
+    if config.kind_threshold and kind_path is not None:
+        fitted = classifier_model(kind_path)
+        if config.kind_weights:
+            model.require(fitted, kind_path, 'kind classifier', _kinds_hint(model))
+        if fitted == model:
+            kinds = KindCheck(load_classifier(kind_path), device)
+    policy = Policy(config.states, scorer, config.colour_share, kinds, config.kind_threshold)
+    policy.notes = recovery_notes(config, model, path, kinds is not None)
+    for note in policy.notes:
+        log.warning(note)
+    return policy
+
+
+def recovery_notes(config: RecoveryConfig, model: ModelIdentity, switch_path, kinds_on: bool
+                   ) -> tuple[str, ...]:
+    """One line for each part of the lost/re-found handling that is off for ``model``.
+
+    Without a switch the handling runs in the confidence-only mode: the model's own heatmap
+    confidence scores local and whole-frame matches against the same thresholds, and the
+    whole-frame search takes the grounding box alone (no retrieval score, no window selector).
+    """
+    notes = []
+    if not switch_path:
+        notes.append(f'recovery: no retrieval switch fitted for {model.describe()} '
+                     f'(recovery.switch_weights is empty); lost/re-found runs on the model\'s '
+                     f'own confidence, with no whole-frame retrieval score; {fit_hint(model)}')
+    if config.kind_threshold and not kinds_on:
+        notes.append(f'recovery: the kind check is off: no kind classifier fitted for '
+                     f'{model.describe()} (recovery.kind_weights is empty); '
+                     f'{_kinds_hint(model)}')
+    return tuple(notes)
+
+
+def _kinds_hint(model: ModelIdentity) -> str:
+    return f'fit one with: {model.fit_command("train-kinds")}'
 
 
 def shipped_switch(preset: str):
-    """The switch weights shipped for ``preset``'s shipped model weights (None when none).
-
-    They were fitted on that model's features, so they go only with those model weights.
-    """
+    """The switch weights shipped for ``preset``'s shipped model weights (None when none)."""
     from nl_tracker_ros.model.checkpoint import shipped_weights
     return shipped_weights(f'{preset}.switch')
 
 
 def shipped_kinds():
-    """The kind classifier shipped with the package (None when none). It reads pixels only,
-    so it goes with any model weights."""
+    """The kind classifier shipped with the package (None when none); its metadata says which
+    model it goes with (the shipped embedded one)."""
     from nl_tracker_ros.model.checkpoint import shipped_weights
     return shipped_weights('kinds')

@@ -2,7 +2,7 @@
 
 The policy (``recovery.policy``) calls it with what the Tracker's model steps produced::
 
-    rec = build_recovery(method, feat_dim=model_config.dim, text_dim=model_config.dim)
+    rec = load_recovery(path, model_identity, feat_dim=model_config.dim)   # fitted
     rec.start(text_features, template_tokens)         # once per command
     rec.set_template(template_tokens)                 # after every new template
     res = rec.local(step.head, step.geometry, step.box_xywh)                 # a local step
@@ -16,8 +16,13 @@ The policy (``recovery.policy``) calls it with what the Tracker's model steps pr
 Scores: each candidate's score is ``max(0, AdaRS cosine)`` of its region against the
 description; locally the best-scoring proposal gives the score, and the model's own box is the
 box. The global search weighs the model's grounding box against the selector's windows (see
-``Recovery.search``). Without switch weights the score is the heatmap confidence alone and the
-global search uses the grounding box only (an untrained selector would pick random windows).
+``Recovery.search``). Without switch weights (the confidence-only mode, for models no switch
+was fitted for) the score is the heatmap confidence alone and the global search uses the
+grounding box only: an untrained switch or selector would score and pick at random.
+
+A switch file (``save_recovery``) records in its metadata the sizes it was fitted with, the
+model it was fitted on (``model.identity``) and its data; ``load_recovery`` builds the modules
+from that and refuses a file fitted on other model weights.
 """
 from __future__ import annotations
 
@@ -28,8 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from nl_tracker_ros.errors import CheckpointError, InputError
+from nl_tracker_ros.config import from_dict, to_dict
+from nl_tracker_ros.errors import CheckpointError, ConfigError, InputError
+from nl_tracker_ros.model.identity import ModelIdentity
 from nl_tracker_ros.model.jointnlt import head_confidence
+from nl_tracker_ros.model.weights_io import (json_entry, load_strict, read_metadata,
+                                             read_tensors, write_safetensors)
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
 from nl_tracker_ros.recovery.config import MethodConfig
 from nl_tracker_ros.recovery.proposals import Proposals, corner_proposals
@@ -206,19 +215,22 @@ def build_modules(method: MethodConfig, feat_dim: int, text_dim: int
 
 
 def build_recovery(method: MethodConfig, feat_dim: int, text_dim: int,
-                   device: str | torch.device = 'cpu', weights: str | pathlib.Path = '',
-                   random_init: bool = False) -> Recovery:
-    """The Recovery for a model with ``feat_dim`` image and ``text_dim`` text channels.
-
-    With ``weights`` the fitted switch and selector are loaded; without, scores come from the
-    heatmaps alone, unless ``random_init`` (tests and benchmarks) asks for random modules.
-    """
-    if not weights and not random_init:
+                   device: str | torch.device = 'cpu', random_init: bool = False) -> Recovery:
+    """A Recovery without fitted weights: the model's own confidence scores every candidate
+    (the confidence-only mode), unless ``random_init`` (tests and benchmarks) asks for random
+    switch and selector modules of ``method``'s sizes. Fitted ones: :func:`load_recovery`."""
+    if not random_init:
         return Recovery(method, None, None, device)
-    switch, retrieval = build_modules(method, feat_dim, text_dim)
-    if weights:
-        load_weights(weights, switch, retrieval)
-    return Recovery(method, switch, retrieval, device)
+    return Recovery(method, *build_modules(method, feat_dim, text_dim), device)
+
+
+FORMAT = 'nl_tracker_ros.recovery'
+WHAT = 'recovery switch'
+
+
+def fit_hint(model: ModelIdentity) -> str:
+    """How to fit a switch for ``model`` (the end of the messages about missing ones)."""
+    return f'fit one with: {model.fit_command("train-recovery")}'
 
 
 def _container(switch: nn.Module, retrieval: nn.Module) -> nn.Module:
@@ -228,33 +240,50 @@ def _container(switch: nn.Module, retrieval: nn.Module) -> nn.Module:
     return box
 
 
-def save_weights(path: str | pathlib.Path, switch: AdaptiveRetrievalSwitch,
-                 retrieval: TargetSpecificRetrieval) -> None:
-    """Write the switch and selector weights to a safetensors file."""
-    from safetensors.torch import save_file
-    state = {k: v.detach().cpu().contiguous()
-             for k, v in _container(switch, retrieval).state_dict().items()}
-    save_file(state, str(path))
+def save_recovery(path: str | pathlib.Path, switch: AdaptiveRetrievalSwitch,
+                  retrieval: TargetSpecificRetrieval, method: MethodConfig, feat_dim: int,
+                  text_dim: int, model: ModelIdentity, data: dict, fit: dict | None = None
+                  ) -> None:
+    """Write the switch and selector weights (safetensors) with what they fit in the metadata:
+    ``method`` (the sizes and search settings they were fitted with), the model's widths, the
+    model they were fitted on (``model``), the ``data`` they came from and the ``fit``
+    settings."""
+    meta = {'format': FORMAT, 'method': to_dict(method), 'feat_dim': feat_dim,
+            'text_dim': text_dim, **model.metadata(), 'data': data}
+    if fit is not None:
+        meta['fit'] = fit
+    write_safetensors(path, _container(switch, retrieval).state_dict(), meta)
 
 
-def load_weights(path: str | pathlib.Path, switch: AdaptiveRetrievalSwitch,
-                 retrieval: TargetSpecificRetrieval) -> None:
-    """Load a safetensors file written by ``save_weights`` (strict; names what does not fit)."""
-    from safetensors.torch import load_file
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'recovery weights {path}: not found')
+def recovery_metadata(path: str | pathlib.Path) -> tuple[dict[str, str], ModelIdentity]:
+    """The metadata of a switch file and the model it was fitted for."""
+    meta = read_metadata(path, WHAT)
+    if meta.get('format') != FORMAT:
+        raise CheckpointError(f'{WHAT} {path}: expected a file written by nl-tracker '
+                              f'train-recovery (metadata format {FORMAT!r}, got '
+                              f'{meta.get("format")!r})')
+    return meta, ModelIdentity.from_metadata(meta, path, WHAT)
+
+
+def load_recovery(path: str | pathlib.Path, model: ModelIdentity, feat_dim: int,
+                  device: str | torch.device = 'cpu') -> Recovery:
+    """The Recovery of a file written by :func:`save_recovery`, built from its metadata.
+
+    Refused (CheckpointError, one line) when it was fitted for another model than ``model``,
+    for other widths than ``feat_dim``, or when its tensors do not fit the sizes it records.
+    """
+    meta, fitted = recovery_metadata(path)
+    model.require(fitted, path, WHAT, fit_hint(model))
     try:
-        state = load_file(str(path), device='cpu')
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f'recovery weights {path}: unreadable ({exc})') from None
-    box = _container(switch, retrieval)
-    expected = box.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(f'recovery weights {path}: do not fit the configured modules '
-                              f'(missing {missing[:5]}, unexpected {unexpected[:5]}, '
-                              f'wrong shape {wrong[:5]})')
-    box.load_state_dict(state, strict=True)
+        method = from_dict(MethodConfig, json_entry(meta, 'method', path, WHAT), 'method')
+    except ConfigError as exc:
+        raise CheckpointError(f'{WHAT} {path}: its metadata records no usable sizes ({exc})') \
+            from None
+    dims = [json_entry(meta, k, path, WHAT) for k in ('feat_dim', 'text_dim')]
+    if dims != [feat_dim, feat_dim]:
+        raise CheckpointError(f'{WHAT} {path}: fitted on {dims[0]}-channel features, the model '
+                              f'has {feat_dim}')
+    switch, retrieval = build_modules(method, *dims)
+    load_strict(_container(switch, retrieval), read_tensors(path, WHAT), f'{WHAT} {path}',
+                target='the modules of the sizes it records')
+    return Recovery(method, switch, retrieval, device)

@@ -21,6 +21,7 @@ about at most once per WARN_PERIOD_S per reason.
 from __future__ import annotations
 
 import collections
+import logging
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -440,6 +442,7 @@ class TrackerNode(LifecycleNode):
             header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id),
             state=int(tracker.state), track_id=int(tracker.track_id), phrase=tracker.text,
             device=self.device, threads=int(getattr(tracker, 'threads', 0)),
+            provider=str(getattr(getattr(tracker, 'model', None), 'provider', 'torch')),
             model_fps=float(len(steps) / period) if period > 0 else 0.0,
             model_ms_p50=float(np.percentile(steps, 50)) if len(steps) else 0.0,
             model_ms_p95=float(np.percentile(steps, 95)) if len(steps) else 0.0,
@@ -480,6 +483,22 @@ def debug_image(rgb: np.ndarray, result, header: Header) -> Image:
                  data=data)
 
 
+class RosLogHandler(logging.Handler):
+    """Puts the core's log records (``nl_tracker_ros.*``: recovery notes, loader warnings) on
+    the node's ROS logger, so they reach the console and /rosout with the node's name."""
+
+    def __init__(self, node: Node):
+        super().__init__(logging.WARNING)
+        self._logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            self._logger.error(text)
+        else:
+            self._logger.warning(text)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``tracker_node`` / ``ros2 run nl_tracker_ros tracker_node``."""
     argv = sys.argv[1:] if args is None else list(args)
@@ -492,6 +511,9 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = TrackerNode()
+        core = logging.getLogger('nl_tracker_ros')
+        core.addHandler(RosLogHandler(node))
+        core.propagate = False
         if node.config.autostart:
             node.trigger_configure()
             if node.tracker is None:

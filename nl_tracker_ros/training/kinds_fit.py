@@ -1,10 +1,13 @@
-"""Fit the ``KindClassifier`` on crops of generated scenes (``nl-tracker train-kinds``).
+"""Fit the ``KindClassifier`` on box crops (``nl-tracker train-kinds``).
 
-No model is involved: per sampled frame, the box of every object that is mostly in view (the
-target, and each distractor with at least ``min_visible`` of its pixels unhidden), jittered as
-a tracker's box would be, is a crop of that object's kind; a stretch of background of the
-target's size is a crop of ``BACKGROUND``. The kinds are the scene generator's shapes and
-photo sprites.
+No model is involved: per sampled frame, the box of an object in view, jittered as a tracker's
+box would be, is a crop of that object's kind; a stretch of background of the target's size is
+a crop of ``BACKGROUND``. Two sources:
+
+- generated scenes (``collect_crops``): the target and each distractor with at least
+  ``min_visible`` of its pixels unhidden; the kinds are the generator's shapes and sprites;
+- a dataset whose sequences name their target's category (``collect_dataset_crops``; LaSOT's
+  70 classes): the target under its category; the kinds are the categories found.
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ class KindsFitConfig:
     preset: str = 'train'           # scene recipe mix
     width: int = 320
     height: int = 240
-    frames_per_scene: int = 6       # sampled frames per scene
+    frames_per_sequence: int = 6    # sampled frames per scene or sequence
+    max_sequences: int = 0          # --data: use this many sequences, spread evenly (0: all)
     min_visible: float = 0.5        # an object's crop needs this share of its pixels unhidden
     jitter: float = 0.1             # box centre and log-size noise, as a share of its size
     dim: int = 96                   # classifier width
@@ -47,9 +51,11 @@ class KindsFitConfig:
     threads: int = 0                # torch CPU threads; 0 = torch's default
 
     def __post_init__(self):
-        for name in ('scenes', 'frames_per_scene', 'steps', 'batch_size', 'dim', 'crop'):
+        for name in ('scenes', 'frames_per_sequence', 'steps', 'batch_size', 'dim', 'crop'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'kinds.{name}: expected >= 1, got {getattr(self, name)}')
+        if self.max_sequences < 0:
+            raise ConfigError(f'kinds.max_sequences: expected >= 0, got {self.max_sequences}')
         for name in ('min_visible', 'jitter'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f'kinds.{name}: expected 0..1, got {getattr(self, name)}')
@@ -93,7 +99,7 @@ def collect_crops(config: KindsFitConfig, seed: int | None = None,
                             None)
         plan = plan_scene(recipe, seed, i)
         frames = list(render_scene(plan))
-        picks = rng.choice(len(frames), min(config.frames_per_scene, len(frames)),
+        picks = rng.choice(len(frames), min(config.frames_per_sequence, len(frames)),
                            replace=False)
         for t in sorted(picks.tolist()):
             f = frames[t]
@@ -119,6 +125,44 @@ def collect_crops(config: KindsFitConfig, seed: int | None = None,
             progress(i + 1, config.scenes)
     if not labels:
         raise ConfigError('kinds fit: no crops (no object was in view)')
+    return CropSet(torch.cat(images), np.array(labels), kinds)
+
+
+def collect_dataset_crops(sequences, config: KindsFitConfig, seed: int | None = None,
+                          progress: Callable[[int, int], None] | None = None,
+                          kinds: tuple[str, ...] | None = None) -> CropSet:
+    """Crops of annotated sequences (``training.fit_data.FitSequence``) that name their
+    target's category: per sampled frame with the target in view, its jittered box under its
+    category and one background box of its size. The kinds are the categories found, sorted,
+    then ``BACKGROUND``; or ``kinds`` (a fitted classifier's), and sequences of other
+    categories are left out, as are sequences without one."""
+    seed = config.seed if seed is None else seed
+    named = [s for s in sequences if s.category and (kinds is None or s.category in kinds)]
+    if not named:
+        raise ConfigError('kinds fit: no sequence names its category; expected a dataset with '
+                          'categories, such as LaSOT (<class>/<class>-N folders)')
+    kinds = kinds or (*sorted({s.category for s in named}), BACKGROUND)
+    rng = np.random.default_rng([seed, 11])
+    images, labels = [], []
+    for i, seq in enumerate(named):
+        usable = seq.usable()
+        picks = rng.choice(usable, min(config.frames_per_sequence, len(usable)), replace=False) \
+            if len(usable) else []
+        for t in sorted(int(t) for t in picks):
+            image = seq.load_frame(t)
+            box = seq.box(t)
+            boxes = [jitter_xywh(box, rng, config.jitter, config.jitter)]
+            label = [kinds.index(seq.category)]
+            back = _background(rng, box[2:], [box], image.shape[1], image.shape[0])
+            if back is not None:
+                boxes.append(back)
+                label.append(kinds.index(BACKGROUND))
+            images.append((crops(image, boxes, config.crop) * 255).round().to(torch.uint8))
+            labels += label
+        if progress:
+            progress(i + 1, len(named))
+    if not labels:
+        raise ConfigError('kinds fit: no crops (no target was in view)')
     return CropSet(torch.cat(images), np.array(labels), kinds)
 
 
