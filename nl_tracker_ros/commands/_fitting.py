@@ -8,6 +8,22 @@ import json
 import pathlib
 
 
+def add_fit_arguments(parser: argparse.ArgumentParser, data_help: str, out: str, out_help: str,
+                      fit_config: str, key: str) -> None:
+    """The options both fitting commands take: ``--data`` (``data_help``), ``--out`` (default
+    ``out``), ``--fit-config`` (fields of ``fit_config``, optionally under ``key:``),
+    ``--sequences-file`` and ``--max-sequences``."""
+    parser.add_argument('--data', nargs='+', metavar='DIR', help=data_help)
+    parser.add_argument('--out', default=out, metavar='DIR', help=f'{out_help} ({out})')
+    parser.add_argument('--fit-config', metavar='YAML',
+                        help=f'{fit_config} fields, optionally under a "{key}:" key')
+    parser.add_argument('--sequences-file', metavar='FILE',
+                        help="--data: only the sequences named in FILE, one a line (LaSOT's "
+                             'training_set.txt)')
+    parser.add_argument('--max-sequences', type=int, metavar='N',
+                        help='--data: use N sequences, spread evenly over the folders (all)')
+
+
 def fit_config(args: argparse.Namespace, cls, key: str, over: dict | None = None):
     """``cls`` (a fit config dataclass) from ``--fit-config`` (its fields, optionally under
     ``key:``) with ``--scenes``, ``--steps``, ``--seed`` and the options in ``over`` (field ->

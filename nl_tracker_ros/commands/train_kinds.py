@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nl_tracker_ros.commands._fitting import add_fit_arguments
+
 HELP = 'train the kind classifier that checks matches not held yet against the named kind'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nl-tracker train-kinds``."""
-    parser.add_argument('--data', nargs='+', metavar='DIR',
-                        help='dataset folders whose sequences name their category (LaSOT: '
-                             '<class>/<class>-N); without it, generated scenes')
+    add_fit_arguments(parser, 'dataset folders whose sequences name their category (LaSOT: '
+                              '<class>/<class>-N); without it, generated scenes',
+                      'runs/kinds', 'run folder: kinds.safetensors, check.json',
+                      'KindsFitConfig (nl_tracker_ros.training.kinds_fit)', 'kinds')
     parser.add_argument('--preset', default='jointnlt-compact',
                         help='the model preset whose tracker the classifier will check '
                              '(jointnlt-compact); recorded in the file, no model is run')
@@ -21,16 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'the file as its sha256')
     parser.add_argument('--random-weights', action='store_true',
                         help='tests only: for a preset run on random weights')
-    parser.add_argument('--out', default='runs/kinds', metavar='DIR',
-                        help='run folder: kinds.safetensors, check.json (runs/kinds)')
-    parser.add_argument('--fit-config', metavar='YAML',
-                        help='KindsFitConfig fields (nl_tracker_ros.training.kinds_fit), '
-                             'optionally under a "kinds:" key')
-    parser.add_argument('--sequences-file', metavar='FILE',
-                        help="--data: only the sequences named in FILE, one a line (LaSOT's "
-                             'training_set.txt)')
-    parser.add_argument('--max-sequences', type=int, metavar='N',
-                        help='--data: use N sequences, spread evenly over the folders (all)')
     parser.add_argument('--scenes', type=int, help='generated scenes to cut crops from (2000)')
     parser.add_argument('--steps', type=int, help='optimizer steps (6000)')
     parser.add_argument('--seed', type=int, help='scene seed (4)')

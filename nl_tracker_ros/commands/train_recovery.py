@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from nl_tracker_ros.commands._fitting import add_fit_arguments
 from nl_tracker_ros.commands._tracking import add_tracker_arguments
 
 HELP = ('fit the retrieval switch and window selector for a frozen model (any preset and '
@@ -11,20 +12,11 @@ HELP = ('fit the retrieval switch and window selector for a frozen model (any pr
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nl-tracker train-recovery``."""
-    parser.add_argument('--data', nargs='+', metavar='DIR',
-                        help='dataset folders (LaSOT, TNL2K, OTB99-Lang, generated scenes); '
-                             'without it, generated scenes are sampled directly')
-    parser.add_argument('--out', default='runs/recovery', metavar='DIR',
-                        help='run folder: switch.safetensors, curve.csv, separation.json; a '
-                             'rerun with the same settings resumes it (runs/recovery)')
-    parser.add_argument('--fit-config', metavar='YAML',
-                        help='FitConfig fields (nl_tracker_ros.training.recovery_fit), '
-                             'optionally under a "fit:" key')
-    parser.add_argument('--sequences-file', metavar='FILE',
-                        help="--data: only the sequences named in FILE, one a line (LaSOT's "
-                             'training_set.txt)')
-    parser.add_argument('--max-sequences', type=int, metavar='N',
-                        help='--data: use N sequences, spread evenly over the folders (all)')
+    add_fit_arguments(parser, 'dataset folders (LaSOT, TNL2K, OTB99-Lang, generated scenes); '
+                              'without it, generated scenes are sampled directly',
+                      'runs/recovery', 'run folder: switch.safetensors, curve.csv, '
+                      'separation.json; a rerun with the same settings resumes it',
+                      'FitConfig (nl_tracker_ros.training.recovery_fit)', 'fit')
     parser.add_argument('--frames-per-sequence', type=int, metavar='N',
                         help='frames sampled per sequence (12)')
     parser.add_argument('--scenes', type=int, help='without --data: generated scenes (200)')

@@ -27,6 +27,22 @@ class SequenceScore:
     events: dict
 
 
+def _figures(cur, mean_iou, absent: metrics.Counts, loss: list, reacq: list, events: dict,
+             config: EvalConfig) -> dict:
+    """The figures a sequence's block and a configuration's summary share, in report order."""
+    return {
+        'auc': cur.auc if cur else None,
+        'precision20': cur.precision20 if cur else None,
+        'norm_precision': cur.norm_precision_score if cur else None,
+        'mean_iou': mean_iou,
+        'absent_precision': absent.precision, 'absent_recall': absent.recall,
+        'absent_f1': absent.f1, 'absent_counts': dataclasses.asdict(absent),
+        'loss_delay': metrics.delay_summary(loss, config.loss_within),
+        'reacquire_delay': metrics.delay_summary(reacq, config.reacquire_within),
+        'events': events,
+    }
+
+
 def score_run(run: SequenceRun, config: EvalConfig = EvalConfig()) -> SequenceScore:
     """Score one run against its ground truth under ``config.convention``."""
     err = metrics.frame_errors(run.boxes_xywh, run.gt_xywh, run.gt_absent, run.dropped,
@@ -47,15 +63,8 @@ def score_run(run: SequenceRun, config: EvalConfig = EvalConfig()) -> SequenceSc
     processed = int((~np.isnan(run.times_s)).sum())
     block = {
         'name': run.name, 'dataset': run.dataset, 'text': run.text,
-        'auc': cur.auc if cur else None,
-        'precision20': cur.precision20 if cur else None,
-        'norm_precision': cur.norm_precision_score if cur else None,
-        'mean_iou': float(err.iou[visible_scored].mean()) if visible_scored.any() else None,
-        'absent_precision': absent.precision, 'absent_recall': absent.recall,
-        'absent_f1': absent.f1, 'absent_counts': dataclasses.asdict(absent),
-        'loss_delay': metrics.delay_summary(loss, config.loss_within),
-        'reacquire_delay': metrics.delay_summary(reacq, config.reacquire_within),
-        'events': events,
+        **_figures(cur, float(err.iou[visible_scored].mean()) if visible_scored.any() else None,
+                   absent, loss, reacq, events, config),
         'frames_total': len(run),
         'frames_scored': int(counts[metrics.SCORED]),
         'frames_dropped': int(counts[metrics.DROPPED]),
@@ -99,15 +108,8 @@ def summarize(runs: list[SequenceRun], config: EvalConfig = EvalConfig(),
     for b in blocks:
         drop_reasons.update(b['drop_reasons'])
     return {
-        'auc': mean.auc if mean else None,
-        'precision20': mean.precision20 if mean else None,
-        'norm_precision': mean.norm_precision_score if mean else None,
-        'mean_iou': float(np.mean(ious)) if ious else None,
-        'absent_precision': absent.precision, 'absent_recall': absent.recall,
-        'absent_f1': absent.f1, 'absent_counts': dataclasses.asdict(absent),
-        'loss_delay': metrics.delay_summary(loss, config.loss_within),
-        'reacquire_delay': metrics.delay_summary(reacq, config.reacquire_within),
-        'events': ev,
+        **_figures(mean, float(np.mean(ious)) if ious else None, absent, loss, reacq, ev,
+                   config),
         **frames,
         'drop_reasons': dict(drop_reasons),
         'sequences_total': len(runs) + len(skipped),
