@@ -9,7 +9,7 @@ be interpreted. One proposal (a box on the joint model's feature map) goes throu
   classifiers; every token reads the memory (softmax over the N keys), and a linear layer on token
   + read-out gives a foreground logit; its sigmoid map re-weights the tokens, so background inside
   the box counts less. The foreground map is supervised by BCE against the ground-truth box
-  (eq. 20, training/recovery_losses.py).
+  (eq. 20, training/recovery_loss.py).
 - Part-aware cross-attention (eq. 4-6): A learnable part prototypes are the queries of one
   cross-attention over the re-weighted tokens, with no self-attention among parts, then a
   residual feed-forward layer; the part attention maps get a diversity loss (eq. 17).

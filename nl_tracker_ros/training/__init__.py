@@ -8,7 +8,7 @@ grounded box as the official code does (``SampleConfig.template_source: groundin
 Checkpoints resume exactly; ``nl-tracker train`` is the command line.
 
 The lost/re-found parts are fitted here too, each on the frozen joint model or on pixels: the
-retrieval switch and window selector (``recovery_fit``, ``recovery_loss``, ``recovery_losses``;
+retrieval switch and window selector (``recovery_fit``, ``recovery_loss``;
 ``nl-tracker train-recovery``) and the kind classifier (``kinds_fit``; ``nl-tracker
 train-kinds``).
 """

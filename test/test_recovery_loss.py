@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from nl_tracker_ros.recovery.adars import AdaptiveRetrievalSwitch
-from nl_tracker_ros.training.recovery_losses import (diversity_loss, foreground_loss,
-                                                     roi_foreground_target, selector_samples,
-                                                     triplet_ranking_loss)
+from nl_tracker_ros.training.recovery_loss import (diversity_loss, foreground_loss,
+                                                   roi_foreground_target, selector_samples,
+                                                   triplet_ranking_loss)
 
 
 TOY_BOXES = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.6, 0.4, 0.3], [0.5, 0.5, 0.3, 0.5],
