@@ -5,7 +5,6 @@ so the node and the offline tracker compute the same thing; this checks plumbing
 accounting, not accuracy.
 """
 import os
-import random
 
 import cv2
 import numpy as np
@@ -51,7 +50,7 @@ def setup(tmp_path_factory):
     seq = Sequence('moving', 'test', 'the red square', tuple(paths), boxes, absent)
     bags.write_bag(seq, tmp / 'bag', fps=10.0)
 
-    domain = random.randint(100, 199)
+    domain = rp.private_domain()
     env = {'ROS_DOMAIN_ID': str(domain), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
            'OMP_NUM_THREADS': '1'}
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -120,3 +119,11 @@ def test_realtime_replay_accounts_for_dropped_frames(setup):
     span = (run.stamps[-1] - run.stamps[0] + np.median(np.diff(run.stamps))) / 50.0
     assert line.startswith(f'answered {answered} of {N} frames, {answered / span:.1f} per second')
     assert f'({N / span:.1f} sent per second)' in line
+
+
+def test_private_domain_is_a_safe_id_other_than_the_environments(monkeypatch):
+    # ids above 101 reach Linux's ephemeral ports; the environment's own id is the user's graph
+    monkeypatch.setenv('ROS_DOMAIN_ID', '7')
+    drawn = {rp.private_domain() for _ in range(2000)}
+    assert drawn <= set(range(1, 102)) - {7}
+    assert len(drawn) > 90

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -54,7 +55,8 @@ ROS_ENV = {'ROS_DOMAIN_ID': str(DOMAIN), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCAL
 
 
 def node_env() -> dict:
-    return dict(os.environ, **ROS_ENV, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    return dict(os.environ, **ROS_ENV, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
+                PYTHONFAULTHANDLER='1')
 
 
 def start_node(*extra: str, name: str = 'tracker_node') -> subprocess.Popen:
@@ -189,25 +191,45 @@ def nodes(tmp_path_factory):
         stop_node(proc)
 
 
-def wait_up(c: 'Client', proc: subprocess.Popen, ns: str = '') -> None:
-    """Wait until the node under ``ns`` subscribes to images and commands and publishes."""
-    up = c.spin_until(lambda: proc.poll() is not None or (
-        c.node.count_subscribers(f'{ns}image') > 0 and c.command.get_subscription_count() > 0
-        and c.node.count_publishers(f'{ns}target') > 0), STARTUP_S)
-    if proc.poll() is not None or not up:
-        pytest.fail(f'tracker_node {ns} did not come up:\n{stop_node(proc)}')
+def wait_up(c: 'Client', nodes: dict, key: str, ns: str = '', ready=None) -> None:
+    """Wait until ``nodes[key]`` is up: by default, it subscribes to images and commands under
+    ``ns`` and publishes targets; ``ready`` replaces that check.
+
+    A node killed by a signal before it came up is started once more, with a warning carrying
+    its output (a rare start-up crash, before the node logs a line: docs/results.md, "Test
+    suite"). A second crash, an exit with a status, or a timeout fails the test.
+    """
+    if ready is None:
+        def ready():
+            return (c.node.count_subscribers(f'{ns}image') > 0
+                    and c.command.get_subscription_count() > 0
+                    and c.node.count_publishers(f'{ns}target') > 0)
+    for attempt in (1, 2):
+        proc = nodes[key]
+        up = c.spin_until(lambda: proc.poll() is not None or ready(), STARTUP_S)
+        if proc.poll() is None and up:
+            break
+        crashed = proc.returncode is not None and proc.returncode < 0
+        out = stop_node(proc)
+        if attempt == 2 or not crashed:
+            pytest.fail(f'tracker_node {ns or "/"} did not come up (exit {proc.returncode}):'
+                        f'\n{out}')
+        warnings.warn(f'tracker_node {ns or "/"} died of signal {-proc.returncode} before it '
+                      f'came up; started it again. Its output:\n{out}')
+        nodes[key] = subprocess.Popen(proc.args, env=node_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
     c.spin_for(0.5)  # let both sides finish matching
 
 
 @pytest.fixture(scope='module')
 def client(context, nodes):
-    proc = nodes['main']
     c = Client(context)
     try:
-        wait_up(c, proc)
+        wait_up(c, nodes, 'main')
         yield c
     finally:
         c.close()
+        proc = nodes['main']
         out = stop_node(proc)
     assert proc.returncode == 0, out
     assert 'Traceback' not in out, out
@@ -367,6 +389,12 @@ def _param(name, value) -> Parameter:
     return Parameter(name=name, value=v)
 
 
+def set_param(c: Client, name: str, value):
+    """What `ros2 param set` calls; returns the SetParametersResult."""
+    return c.call('set_parameters', SetParameters.Request(parameters=[_param(name, value)])
+                  ).results[0]
+
+
 def test_parameters_declared_described_and_validated(client):
     names = client.call('list_parameters', ListParameters.Request()).result.names
     for name in ('image_transport', 'status_period', 'tracker.preset', 'tracker.device',
@@ -375,16 +403,18 @@ def test_parameters_declared_described_and_validated(client):
     desc = client.call('describe_parameters',
                        DescribeParameters.Request(names=['tracker.preset', 'status_period']))
     preset, period = desc.descriptors
-    assert preset.read_only and preset.description
-    assert not period.read_only and period.type == ParameterType.PARAMETER_DOUBLE
+    assert preset.description.endswith('(applies at configure: set it while the node is '
+                                       'unconfigured)')
+    assert 'applies at configure' not in period.description
+    assert period.type == ParameterType.PARAMETER_DOUBLE
 
     def set_one(name, value):
-        req = SetParameters.Request(parameters=[_param(name, value)])
-        return client.call('set_parameters', req).results[0]
+        return set_param(client, name, value)
     bad = set_one('status_period', -1.0)
     assert not bad.successful and bad.reason
-    bad = set_one('tracker.preset', 'jointnlt-base')
-    assert not bad.successful and 'read-only' in bad.reason.lower()
+    bad = set_one('tracker.preset', 'jointnlt-base')       # the node is configured
+    assert not bad.successful and 'cleanup' in bad.reason
+    assert bad.reason.startswith('tracker.preset: applies at configure')
     bad = set_one('status_period', 'fast')          # wrong type
     assert not bad.successful and bad.reason
     good = set_one('status_period', 0.3)
@@ -397,14 +427,11 @@ def test_parameters_declared_described_and_validated(client):
 
 def test_compressed_transport_and_corrupt_payload(context, nodes):
     import cv2
-    proc = nodes['compressed']
     c = Client(context, ns='/cam2/')
     try:
-        assert c.spin_until(lambda: proc.poll() is not None or (
+        wait_up(c, nodes, 'compressed', '/cam2/', ready=lambda: (
             c.node.count_subscribers('/cam2/image/compressed') > 0
-            and c.node.count_publishers('/cam2/target') > 0), STARTUP_S), 'node did not come up'
-        assert proc.poll() is None
-        c.spin_for(0.5)
+            and c.node.count_publishers('/cam2/target') > 0))
         assert c.send('the red square').kind == TrackEvent.COMMAND_ACCEPTED
         rgb = np.full((H, W, 3), 90, np.uint8)
         jpeg = cv2.imencode('.jpg', rgb)[1].tobytes()
@@ -421,7 +448,7 @@ def test_compressed_transport_and_corrupt_payload(context, nodes):
                             in c.status[-1].reject_reasons, 5.0)
     finally:
         c.close()
-        out = stop_node(proc)
+        out = stop_node(nodes['compressed'])
     # random weights have no fitted switch or kind classifier: the node says so once each, on
     # its ROS logger (console and /rosout)
     for note in ('recovery: no retrieval switch fitted for jointnlt-tiny random weights',
@@ -444,14 +471,14 @@ def test_missing_weights_fail_at_start_with_one_line(nodes):
     assert str(missing) in last and last.startswith('tracker_node:'), out
 
 
-def test_lifecycle_manager_drives_the_node_and_gets_a_latched_command(context, nodes):
+def test_lifecycle_manager_drives_the_node_latches_a_command_and_reconfigures(context, nodes):
     # what `ros2 lifecycle set /managed/tracker_node configure` etc. call, and a front-end that
     # latches its last command (transient local) before the node is even configured
-    proc = nodes['managed']
     c = Client(context, ns='/managed/', command_qos=LATCHED_QOS)
     volatile = c.node.create_publisher(String, '/managed/command', CLI_QOS)
     try:
         c.command.publish(String(data='the red square'))
+        wait_up(c, nodes, 'managed', '/managed/', ready=c.srv['change_state'].service_is_ready)
 
         def state():
             return c.call('get_state', GetState.Request(), timeout=STARTUP_S).current_state.id
@@ -483,11 +510,25 @@ def test_lifecycle_manager_drives_the_node_and_gets_a_latched_command(context, n
         assert change(Transition.TRANSITION_CLEANUP)
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
         assert c.spin_until(lambda: c.node.count_subscribers('/managed/image') == 0, 5.0)
+        # unconfigured, the configure-time parameters may change (`ros2 param set`) and apply
+        # at the next configure: weights that are missing fail it, the right ones pass
+        missing = str(nodes['no_weights'].missing)
+        assert set_param(c, 'tracker.weights', missing).successful
+        assert set_param(c, 'image_transport', 'compressed').successful
+        assert not change(Transition.TRANSITION_CONFIGURE)
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert set_param(c, 'tracker.weights', '').successful
+        assert change(Transition.TRANSITION_CONFIGURE)
+        assert c.spin_until(
+            lambda: c.node.count_subscribers('/managed/image/compressed') == 1, 5.0)
+        assert c.node.count_subscribers('/managed/image') == 0
+        assert not set_param(c, 'tracker.weights', missing).successful  # configured again
+        assert change(Transition.TRANSITION_CLEANUP)
         assert change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
         assert state() == State.PRIMARY_STATE_FINALIZED
     finally:
         c.close()
-        out = stop_node(proc)
+        out = stop_node(nodes['managed'])
     assert 'Traceback' not in out, out
 
 
@@ -495,8 +536,8 @@ def test_two_cameras_in_two_namespaces_answer_independently(context, nodes):
     left = Client(context, ns='/cam_left/')
     right = Client(context, ns='/cam_right/')
     try:
-        wait_up(left, nodes['cam_left'], '/cam_left/')
-        wait_up(right, nodes['cam_right'], '/cam_right/')
+        wait_up(left, nodes, 'cam_left', '/cam_left/')
+        wait_up(right, nodes, 'cam_right', '/cam_right/')
         a = left.send('the red square')
         right.spin_for(0.3)
         assert a.kind == TrackEvent.COMMAND_ACCEPTED and not right.events

@@ -42,7 +42,7 @@ def test_specs_flatten_nested_fields_with_kinds_defaults_help_and_ranges():
     assert specs['p.label'].optional and specs['p.label'].default is None
     assert specs['p.inner.names'].kind == 'str_array'
     assert specs['p.inner.names'].default == ['a', 'b']
-    assert not specs['p.rate'].read_only and specs['p.mode'].read_only
+    assert specs['p.rate'].live and not specs['p.mode'].live
     assert specs['p.inner.size'].description == 'cells per side'
     assert specs['p.inner.size'].range == (1, 9) and specs['p.rate'].range is None
 
@@ -75,7 +75,7 @@ def test_a_small_set_of_described_parameters_whose_defaults_round_trip():
         assert f'recovery.{key}' in names
     assert 'tracker.geometry' not in names          # a setting for parity checks only
     assert all(s.description for s in specs)
-    assert {s.name for s in specs if not s.read_only} == {
+    assert {s.name for s in specs if s.live} == {
         'status_period', 'publish_debug_image', 'prefer_fresh_frames'}
     # every number has a range, as the node declares it
     assert all(s.range is not None for s in specs if s.kind in ('int', 'float'))

@@ -13,7 +13,10 @@ Topics (relative names, remap them):
   srv  ~/reset           std_srvs/Trigger: drop the current track (like an empty command)
 
 The model is built on configure and freed on cleanup; with ``autostart`` (default) the node
-configures and activates itself. Image callbacks only keep the newest frame; one worker thread
+configures and activates itself. Parameters other than the live ones (``status_period``,
+``publish_debug_image``, ``prefer_fresh_frames``) apply at configure: they can be set while the
+node is unconfigured (before configure, after cleanup or a failed configure) and are refused
+while it is configured. Image callbacks only keep the newest frame; one worker thread
 runs the tracker, so a slow model never backs up the executor. Frames replaced before the worker
 got to them are counted as stale; malformed ones are rejected, counted per reason and warned
 about at most once per WARN_PERIOD_S per reason.
@@ -57,6 +60,7 @@ NODE_NAME = 'tracker_node'
 WARN_PERIOD_S = 5.0        # at most one warning per reject reason this often
 MAX_COMMAND_CHARS = 1000   # longer commands are refused before tokenizing
 TRACKER_FAILED = 'tracker error'   # reject reason for frames the tracker itself refused
+AT_CONFIGURE = ' (applies at configure: set it while the node is unconfigured)'
 
 _PARAM_TYPES = {
     'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
@@ -72,7 +76,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     """ParameterDescriptor for a flat parameter spec: type, help, choices and range."""
     kind = ParameterType.PARAMETER_NOT_SET if spec.optional else _PARAM_TYPES[spec.kind]
     d = ParameterDescriptor(name=spec.name, type=kind,
-                            description=spec.description, read_only=spec.read_only,
+                            description=spec.description + ('' if spec.live else AT_CONFIGURE),
                             dynamic_typing=spec.optional)
     if spec.choices:
         d.additional_constraints = f'one of {list(spec.choices)}'
@@ -128,10 +132,12 @@ class TrackerNode(LifecycleNode):
         for p in params:
             if p.name not in self._specs:
                 continue  # rclpy's own (use_sim_time, qos_overrides.*)
-            if self._specs[p.name].read_only:
+            if not self._specs[p.name].live and self.tracker is not None:
                 return SetParametersResult(
-                    successful=False, reason=f'{p.name}: read-only while the node runs; set it '
-                                             f'in the params file')
+                    successful=False,
+                    reason=f'{p.name}: applies at configure and the node is configured; set it '
+                           f'after `ros2 lifecycle set {self.get_fully_qualified_name()} '
+                           f'cleanup`, or in the params file')
             values[p.name] = p.value
         try:
             config = configs_from_values(values).node
@@ -146,6 +152,9 @@ class TrackerNode(LifecycleNode):
     # ---------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Build the tracker (loads weights) and create topics, service and worker."""
+        # parameters set while unconfigured apply now (each was checked when it was set)
+        self.config, self.tracker_config, self.recovery_config = configs_from_values(
+            self._param_values())
         try:
             self.tracker = tracker_mod.build_tracker(self.tracker_config,
                                                      recovery=self.recovery_config)

@@ -62,7 +62,7 @@ class ParamSpec:
     description: str
     choices: tuple = ()              # allowed values of a Literal field
     optional: bool = False           # the field accepts None (left unset in ROS)
-    read_only: bool = True
+    live: bool = False               # may change while configured; else applied at configure
     range: tuple | None = None       # (low, high), inclusive, of a number
 
 
@@ -133,7 +133,7 @@ def param_specs(cls: type, prefix: str = '', instance: Any = None) -> list[Param
         if kind == 'float' and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)
         specs.append(ParamSpec(name, kind, default, field.metadata['help'], choices, optional,
-                               not field.metadata.get('live', False),
+                               field.metadata.get('live', False),
                                field.metadata.get('range')))
     return specs
 
@@ -242,7 +242,7 @@ def parameter_table() -> str:
     """The README's parameter table (markdown), generated from the config dataclasses."""
     rows = ['| parameter | default | allowed | what it does |', '| --- | --- | --- | --- |']
     for spec in node_specs():
-        live = ' (may change while running)' if not spec.read_only else ''
+        live = ' (may change while running)' if spec.live else ''
         rows.append(f'| `{spec.name}` | `{_shown(spec.default)}` | {allowed(spec)} | '
                     f'{spec.description}{live} |')
     return '\n'.join(rows) + '\n'

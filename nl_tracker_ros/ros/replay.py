@@ -293,6 +293,19 @@ def launch_node(params: dict[str, object], params_file: str | None = None,
                             stderr=subprocess.STDOUT, text=True)
 
 
+def private_domain() -> int:
+    """A ROS domain id for a replay's own node and player, other than the environment's.
+
+    Drawn from 1-101, the ids whose DDS ports stay below Linux's ephemeral port range (the ROS 2
+    documentation's "choose a domain ID between 0 and 101"); the caller limits discovery to
+    this machine, so only local processes on the same id could hear it.
+    """
+    import random
+
+    current = os.environ.get('ROS_DOMAIN_ID', '0')
+    return random.choice([d for d in range(1, 102) if str(d) != current.strip()])
+
+
 def stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> str:
     """SIGINT the node (as ros2 launch does), kill it if it hangs; returns its output."""
     if proc.poll() is None:
@@ -320,13 +333,11 @@ def replay_sequences(sequences, config: ReplayConfig = ReplayConfig(),
     with its reason and the rest go on; a node that never comes up raises TrackerError with the
     end of its output.
     """
-    import random
-
     from tqdm import tqdm
 
     proc, domain = None, None
     if launch:
-        domain = random.randint(100, 199)
+        domain = private_domain()
         env = {'ROS_DOMAIN_ID': str(domain), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
         os.environ.update(env)      # this process joins the same private domain
         proc = launch_node(params or {}, params_file=params_file, namespace=namespace, env=env)
