@@ -291,7 +291,8 @@ class TrackerNode(LifecycleNode):
             return response
         stamp = self.get_clock().now().nanoseconds * 1e-9
         self._enqueue(('reset', None, stamp, None))
-        response.success, response.message = True, 'track dropped; waiting for a command'
+        response.success, response.message = True, ('the current track, if any, is dropped; '
+                                                    'waiting for a command')
         return response
 
     def _enqueue(self, item: tuple) -> None:
