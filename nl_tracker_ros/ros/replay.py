@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import subprocess
 import sys
 import time
@@ -300,8 +301,6 @@ def private_domain() -> int:
     documentation's "choose a domain ID between 0 and 101"); the caller limits discovery to
     this machine, so only local processes on the same id could hear it.
     """
-    import random
-
     current = os.environ.get('ROS_DOMAIN_ID', '0')
     return random.choice([d for d in range(1, 102) if str(d) != current.strip()])
 
