@@ -60,8 +60,11 @@ def node_env() -> dict:
 
 
 def start_node(*extra: str, name: str = 'tracker_node') -> subprocess.Popen:
-    cmd = [sys.executable, '-m', 'nl_tracker_ros.ros.node', '--ros-args', '-r',
-           f'__node:={name}', *BASE_ARGS, *extra]
+    return spawn([sys.executable, '-m', 'nl_tracker_ros.ros.node', '--ros-args', '-r',
+                  f'__node:={name}', *BASE_ARGS, *extra])
+
+
+def spawn(cmd: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=node_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -216,8 +219,7 @@ def wait_up(c: 'Client', nodes: dict, key: str, ns: str = '', ready=None) -> Non
                         f'\n{out}')
         warnings.warn(f'tracker_node {ns or "/"} died of signal {-proc.returncode} before it '
                       f'came up; started it again. Its output:\n{out}')
-        nodes[key] = subprocess.Popen(proc.args, env=node_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
+        nodes[key] = spawn(proc.args)
     c.spin_for(0.5)  # let both sides finish matching
 
 

@@ -13,13 +13,12 @@ Topics (relative names, remap them):
   srv  ~/reset           std_srvs/Trigger: drop the current track (like an empty command)
 
 The model is built on configure and freed on cleanup; with ``autostart`` (default) the node
-configures and activates itself. Parameters other than the live ones (``status_period``,
-``publish_debug_image``, ``prefer_fresh_frames``) apply at configure: they can be set while the
-node is unconfigured (before configure, after cleanup or a failed configure) and are refused
-while it is configured. Image callbacks only keep the newest frame; one worker thread
-runs the tracker, so a slow model never backs up the executor. Frames replaced before the worker
-got to them are counted as stale; malformed ones are rejected, counted per reason and warned
-about at most once per WARN_PERIOD_S per reason.
+configures and activates itself. Parameters other than the live ones (``ParamSpec.live``)
+apply at configure: they can be set while the node is unconfigured (before configure, after
+cleanup or a failed configure) and are refused while it is configured. Image callbacks only
+keep the newest frame; one worker thread runs the tracker, so a slow model never backs up the
+executor. Frames replaced before the worker got to them are counted as stale; malformed ones are
+rejected, counted per reason and warned about at most once per WARN_PERIOD_S per reason.
 """
 from __future__ import annotations
 
